@@ -1,0 +1,54 @@
+"""The interface every trading provider implements.
+
+The engine owns the session's book (orders, fills, positions, cash); a broker
+only executes. It accepts orders, reports what happened to them as
+OrderUpdate and Fill records, and for simulated venues advances on each bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kubetrade.runner.domain import AccountInfo, Bar, Fill, Order, OrderStatus, Position
+
+
+class BrokerError(Exception):
+    """The broker cannot go on (connection, configuration). Never contains secrets."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """A status change of an order at the venue."""
+
+    client_order_id: str
+    status: OrderStatus
+    time: int
+    reason: str = ""
+    message: str = ""
+
+
+BrokerEvent = OrderUpdate | Fill
+
+
+class Broker(Protocol):
+    name: str
+    is_live: bool  # True when real money is at stake
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(self, order: Order) -> list[BrokerEvent]:
+        """Send an order; return what is already known of its fate (may be empty)."""
+        ...
+
+    async def cancel(self, order: Order) -> list[BrokerEvent]: ...
+
+    async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
+        """A new closed bar: simulated venues match resting orders here."""
+        ...
+
+    def account(self) -> AccountInfo: ...
+
+    def positions(self) -> dict[str, Position]: ...
