@@ -1,0 +1,55 @@
+"""Market data providers, one module each; `create_market_data` picks one for a session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubetrade.runner.domain import datetime_to_ms
+from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
+from kubetrade.runner.marketdata.replay import ReplayProvider
+from kubetrade.runner.marketdata.synthetic import SyntheticProvider
+from kubetrade.runner.spec import ReplayConfig, SessionSpec, SyntheticConfig
+
+__all__ = ["MarketDataError", "MarketDataProvider", "create_market_data"]
+
+
+def create_market_data(
+    spec: SessionSpec, *, base_dir: Path, warmup_bars: int
+) -> tuple[MarketDataProvider, dict[str, int] | None]:
+    """The provider, and per symbol the time before which warm-up history ends.
+
+    Replayed and synthetic data have no "now": their warm-up is the data just
+    before the first streamed bar. Live providers return None (history up to now).
+    """
+    config = spec.market_data.parsed()
+    symbols = tuple(spec.symbols)
+    if isinstance(config, ReplayConfig):
+        path = Path(config.path)
+        replay = ReplayProvider(
+            path=path if path.is_absolute() else base_dir / path,
+            symbols=symbols,
+            interval_ms=spec.interval_ms,
+            speed=config.speed,
+            fmt=config.format,
+            loop=config.loop,
+            start_after_warmup=warmup_bars,
+        )
+        return replay, {s: replay.stream_start(s) for s in symbols}
+    if isinstance(config, SyntheticConfig):
+        start = datetime_to_ms(config.start_time)
+        synthetic = SyntheticProvider(
+            symbols=symbols,
+            interval_ms=spec.interval_ms,
+            seed=config.seed,
+            start_price=config.start_price,
+            volatility=config.volatility,
+            drift=config.drift,
+            bars=config.bars,
+            start_time_ms=start,
+            speed=config.speed,
+        )
+        return synthetic, dict.fromkeys(symbols, start)
+    raise MarketDataError(
+        f"spec.marketData.provider: {spec.market_data.provider!r} is not available in this "
+        "kubetrade version yet; use 'replay' or 'synthetic'"
+    )

@@ -1,0 +1,99 @@
+"""Turn a loaded session file into a ready-to-run Engine.
+
+This is the one place that knows how spec fields map onto the parts: the
+strategy sandbox, the market data provider, the broker, the risk gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubetrade.runner.brokers import create_broker
+from kubetrade.runner.engine import Engine, EngineOptions
+from kubetrade.runner.marketdata import create_market_data
+from kubetrade.runner.metrics import SessionMetrics
+from kubetrade.runner.risk import RiskGate, RiskLimits
+from kubetrade.runner.session_file import LoadedSession
+from kubetrade.runner.state import SessionState
+from kubetrade.runner.strategy.functions import HostFunctions
+from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
+
+
+class AssemblyError(Exception):
+    """The session is valid but cannot run here (e.g. a file is missing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    max_bars: int | None = None
+
+
+def strategy_path(loaded: LoadedSession) -> Path:
+    source = loaded.session.spec.strategy
+    if source.path is None:
+        kind = "configMapRef" if source.config_map_ref is not None else "oci"
+        raise AssemblyError(
+            f"spec.strategy.{kind} is resolved by the operator inside Kubernetes; "
+            "for a local run set spec.strategy.path to a .wasm file"
+        )
+    path = loaded.resolve(source.path)
+    if not path.is_file():
+        raise AssemblyError(f"spec.strategy.path: no such file {path}")
+    return path
+
+
+def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> Engine:
+    options = options or RunOptions()
+    session = loaded.session
+    spec = session.spec
+    name = session.metadata.name
+    symbols = tuple(spec.symbols)
+    risk = spec.risk
+    gate = RiskGate(
+        limits=RiskLimits(
+            max_order_notional=risk.max_order_notional,
+            max_position_notional=risk.max_position_notional,
+            max_orders_per_minute=risk.max_orders_per_minute,
+            max_daily_loss=risk.max_daily_loss,
+            allow_short=risk.allow_short,
+        ),
+        symbols=frozenset(symbols),
+    )
+    broker = create_broker(spec.trading, precision=spec.engine.decimal_precision)
+    state = SessionState.create(
+        session=name,
+        symbols=symbols,
+        initial_cash=broker.account().balance,
+        risk=gate,
+        window_size=spec.engine.market_data_cache_size,
+        precision=spec.engine.decimal_precision,
+    )
+    wasm = strategy_path(loaded).read_bytes()
+    strategy = WasmStrategy(
+        wasm,
+        HostFunctions(state),
+        session=name,
+        limits=SandboxLimits(
+            max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,
+            call_timeout_s=spec.engine.strategy_call_timeout_seconds,
+        ),
+    )
+    market_data, warmup_end = create_market_data(
+        spec, base_dir=loaded.base_dir, warmup_bars=spec.engine.warmup_bars
+    )
+    return Engine(
+        state=state,
+        strategy=strategy,
+        market_data=market_data,
+        broker=broker,
+        options=EngineOptions(
+            interval=spec.interval,
+            strategy_config=spec.strategy.config,
+            warmup_bars=spec.engine.warmup_bars,
+            warmup_end=warmup_end,
+            max_bars=options.max_bars,
+            max_consecutive_strategy_errors=spec.engine.max_consecutive_strategy_errors,
+        ),
+        metrics=SessionMetrics(session=name),
+    )

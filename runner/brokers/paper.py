@@ -1,0 +1,200 @@
+"""The paper broker: a local venue that fills orders against the session's bars.
+
+Execution model (bar-based, no look-ahead):
+- A market order placed while the strategy handles bar t fills at bar t's
+  close, moved against the order by `slippage_bps`, at bar t's time. The close
+  is the last price anyone knew when the decision was made.
+- A limit order that is marketable at that close fills the same way, never at
+  a worse price than its limit. Otherwise it rests and is matched against each
+  later bar before the strategy sees that bar: a buy fills when the bar's low
+  reaches the limit, at the limit, or at the bar's open if the bar opened
+  through it (likewise for sells with the high).
+- Cash for resting buys and holdings for resting sells are reserved, so two
+  orders can never spend the same money or sell the same units.
+Refusals come back as FAILED with the reason strings strategies test for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kubetrade.runner.brokers.base import BrokerEvent, OrderUpdate
+from kubetrade.runner.domain import (
+    AccountInfo,
+    Bar,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    RejectReason,
+    Side,
+)
+from kubetrade.runner.ledger import Ledger
+
+
+@dataclass(frozen=True, slots=True)
+class FeeModel:
+    """What the venue charges per fill."""
+
+    kind: str = "percentage"  # percentage | perShare | zero
+    bps: float = 0.0  # percentage: basis points of notional
+    per_share: float = 0.005  # perShare: per unit ...
+    minimum: float = 1.0  # ... with a minimum per order
+
+    def fee(self, quantity: float, price: float) -> float:
+        if self.kind == "percentage":
+            return quantity * price * self.bps / 10_000
+        if self.kind == "perShare":
+            return max(quantity * self.per_share, self.minimum)
+        return 0.0
+
+
+@dataclass(slots=True)
+class _Resting:
+    order: Order
+    reserved_cash: float = 0.0
+
+
+@dataclass(slots=True)
+class PaperBroker:
+    initial_cash: float = 10_000.0
+    fees: FeeModel = field(default_factory=FeeModel)
+    slippage_bps: float = 0.0
+    precision: int = 8
+    name: str = "paper"
+    is_live: bool = False
+    ledger: Ledger = field(init=False)
+    last_bar: dict[str, Bar] = field(default_factory=dict)
+    resting: dict[str, _Resting] = field(default_factory=dict)  # by client order id
+    fill_seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(cash=self.initial_cash, precision=self.precision)
+
+    async def connect(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def submit(self, order: Order) -> list[BrokerEvent]:
+        refusal = self._refusal(order)
+        if refusal is not None:
+            reason, message = refusal
+            return [OrderUpdate(order.client_order_id, OrderStatus.FAILED, order.time, reason, message)]
+        bar = self.last_bar[order.symbol]
+        price = self._execution_price(order, bar.close)
+        if price is not None:
+            return [self._fill(order, order.quantity, price, bar.time)]
+        reserve = order.quantity * order.price if order.side is Side.BUY else 0.0
+        reserve += self.fees.fee(order.quantity, order.price) if order.side is Side.BUY else 0.0
+        self.resting[order.client_order_id] = _Resting(order, reserve)
+        return []
+
+    async def cancel(self, order: Order) -> list[BrokerEvent]:
+        resting = self.resting.pop(order.client_order_id, None)
+        if resting is None:
+            return []  # already filled or never rested: nothing to cancel
+        time = self.last_bar[order.symbol].time if order.symbol in self.last_bar else order.time
+        return [OrderUpdate(order.client_order_id, OrderStatus.CANCELLED, time, "cancelled", "")]
+
+    async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
+        self.last_bar[bar.symbol] = bar
+        events: list[BrokerEvent] = []
+        for client_id, resting in list(self.resting.items()):
+            order = resting.order
+            if order.symbol != bar.symbol:
+                continue
+            price = self._touch_price(order, bar)
+            if price is None:
+                continue
+            del self.resting[client_id]
+            events.append(self._fill(order, order.quantity, price, bar.time))
+        return events
+
+    def account(self) -> AccountInfo:
+        marks = {s: b.close for s, b in self.last_bar.items()}
+        reserved = sum(r.reserved_cash for r in self.resting.values())
+        return AccountInfo(
+            balance=self.ledger.cash,
+            equity=self.ledger.cash + self.ledger.market_value(marks),
+            buying_power=self.ledger.cash - reserved,
+            realized_pnl=self.ledger.realized_pnl,
+            unrealized_pnl=self.ledger.unrealized_pnl(marks),
+            total_fees=self.ledger.total_fees,
+        )
+
+    def positions(self) -> dict[str, Position]:
+        return {s: p for s, p in self.ledger.positions.items() if p.quantity}
+
+    def _refusal(self, order: Order) -> tuple[str, str] | None:
+        if not (math.isfinite(order.quantity) and order.quantity > 0):
+            return RejectReason.INVALID_QUANTITY, f"quantity must be > 0, got {order.quantity}"
+        if order.order_type is OrderType.LIMIT and not (
+            math.isfinite(order.price) and order.price > 0
+        ):
+            return RejectReason.INVALID_PRICE, f"limit price must be > 0, got {order.price}"
+        bar = self.last_bar.get(order.symbol)
+        if bar is None:
+            return RejectReason.UNKNOWN_SYMBOL, f"no market price for {order.symbol} yet"
+        if order.side is Side.BUY:
+            price = self._execution_price(order, bar.close) or order.price
+            cost = order.quantity * price + self.fees.fee(order.quantity, price)
+            available = self.ledger.cash - sum(r.reserved_cash for r in self.resting.values())
+            if cost > available + 1e-9:
+                return (
+                    RejectReason.INSUFFICIENT_BUYING_POWER,
+                    f"order needs {cost:.2f} but only {available:.2f} is available",
+                )
+            return None
+        held = self.ledger.quantity(order.symbol)
+        promised = sum(
+            r.order.quantity
+            for r in self.resting.values()
+            if r.order.symbol == order.symbol and r.order.side is Side.SELL
+        )
+        if order.quantity > held - promised + 10**-self.precision / 2:
+            return (
+                RejectReason.INSUFFICIENT_SELLING_POWER,
+                f"selling {order.quantity} {order.symbol} but only {held - promised} is held",
+            )
+        return None
+
+    def _execution_price(self, order: Order, close: float) -> float | None:
+        """The price an order placed at `close` executes at now, or None if it rests."""
+        slip = self.slippage_bps / 10_000
+        if order.side is Side.BUY:
+            price = close * (1 + slip)
+            if order.order_type is OrderType.LIMIT:
+                return min(price, order.price) if close <= order.price else None
+            return price
+        price = close * (1 - slip)
+        if order.order_type is OrderType.LIMIT:
+            return max(price, order.price) if close >= order.price else None
+        return price
+
+    @staticmethod
+    def _touch_price(order: Order, bar: Bar) -> float | None:
+        if order.side is Side.BUY:
+            if bar.low > order.price:
+                return None
+            return min(order.price, bar.open)
+        if bar.high < order.price:
+            return None
+        return max(order.price, bar.open)
+
+    def _fill(self, order: Order, quantity: float, price: float, time: int) -> Fill:
+        self.fill_seq += 1
+        fill = Fill(
+            fill_id=f"paper-{self.fill_seq}",
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantity,
+            price=price,
+            fee=self.fees.fee(quantity, price),
+            time=time,
+        )
+        return self.ledger.apply(fill)

@@ -1,0 +1,169 @@
+"""`kubetrade ...`: run a session locally, print the session schema.
+
+Exit codes: 0 the session ran and stopped cleanly (end of data, --max-bars,
+SIGTERM/SIGINT); 1 the session failed while running; 2 the session or the
+command line is invalid and nothing ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kubetrade.runner import events as ev
+from kubetrade.runner.assemble import AssemblyError, RunOptions, build_engine
+from kubetrade.runner.brokers import BrokerError
+from kubetrade.runner.console import ConsoleReporter
+from kubetrade.runner.engine import Engine
+from kubetrade.runner.marketdata import MarketDataError
+from kubetrade.runner.server import RunnerServer
+from kubetrade.runner.session_file import (
+    LoadedSession,
+    Problem,
+    SessionError,
+    load_session,
+    session_from_flags,
+)
+from kubetrade.runner.spec import json_schema
+from kubetrade.runner.strategy.host import StrategyLoadError
+
+log = logging.getLogger("kubetrade.cli")
+
+_SETUP_ERRORS = (SessionError, AssemblyError, StrategyLoadError, MarketDataError, BrokerError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubetrade", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a LiveTradingSession locally")
+    run.add_argument("session", nargs="?", type=Path, help="the session YAML file")
+    run.add_argument("--max-bars", type=int, help="stop after this many bars")
+    run.add_argument("--summary-json", type=Path, help="write the final figures here as JSON")
+    run.add_argument(
+        "--http-port",
+        type=int,
+        help="serve /healthz /readyz /metrics /status here (default: spec.metricsPort; 0: any)",
+    )
+    run.add_argument("--no-http", action="store_true", help="do not serve HTTP endpoints")
+    run.add_argument("--quiet", action="store_true", help="print only the summary")
+    flags = run.add_argument_group("a session from flags instead of a file")
+    flags.add_argument("--strategy-wasm", type=Path)
+    flags.add_argument("--strategy-config", type=Path, help="JSON or YAML file")
+    flags.add_argument("--market-data-provider")
+    flags.add_argument("--market-data-config", type=Path, help="JSON or YAML file")
+    flags.add_argument("--trading-provider")
+    flags.add_argument("--trading-config", type=Path, help="JSON or YAML file")
+    flags.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT")
+    flags.add_argument("--interval", help="e.g. 1m")
+    flags.add_argument("--name", default="cli-session")
+
+    commands.add_parser("schema", help="print the JSON schema of a LiveTradingSession")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    return _run(args)
+
+
+def _load(args: argparse.Namespace) -> LoadedSession:
+    if args.session is not None:
+        if args.strategy_wasm or args.market_data_provider or args.trading_provider:
+            raise SessionError(
+                "from the command line",
+                [Problem("", "give either a session file or the session flags, not both")],
+            )
+        return load_session(args.session)
+    if not (args.strategy_wasm and args.market_data_provider and args.trading_provider):
+        raise SessionError(
+            "from the command line",
+            [
+                Problem(
+                    "",
+                    "kubetrade run needs a session file, or --strategy-wasm, "
+                    "--market-data-provider, --trading-provider, --symbols and --interval",
+                )
+            ],
+        )
+    return session_from_flags(
+        strategy_wasm=args.strategy_wasm,
+        strategy_config=args.strategy_config,
+        market_data_provider=args.market_data_provider,
+        market_data_config=args.market_data_config,
+        trading_provider=args.trading_provider,
+        trading_config=args.trading_config,
+        symbols=args.symbols or "",
+        interval=args.interval or "1m",
+        name=args.name,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args)
+        engine = build_engine(loaded, RunOptions(max_bars=args.max_bars))
+    except _SETUP_ERRORS as exc:
+        print(f"kubetrade: {exc}", file=sys.stderr)
+        return 2
+    port = None if args.no_http else args.http_port
+    if port is None and not args.no_http:
+        port = loaded.session.spec.metrics_port
+    reporter = ConsoleReporter(quiet=args.quiet)
+    try:
+        summary, error = asyncio.run(_drive(engine, reporter, port))
+    except OSError as exc:
+        print(f"kubetrade: cannot serve HTTP on port {port}: {exc}; "
+              "pass --http-port 0 for any free port or --no-http", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.summary_json is not None:
+        args.summary_json.write_text(json.dumps(dataclasses.asdict(summary), indent=2) + "\n")
+    if error is not None:
+        print(f"kubetrade: session failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _drive(
+    engine: Engine, reporter: ConsoleReporter, port: int | None
+) -> tuple[ev.Summary, str | None]:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, engine.request_stop)
+    server = RunnerServer(engine, port=port) if port is not None else None
+    if server is not None:
+        bound = await server.start()
+        log.info("serving /healthz /readyz /metrics /status on port %d", bound)
+    stopped: ev.EngineStopped | None = None
+    try:
+        async for event in engine.run():
+            reporter(event)
+            if isinstance(event, ev.EngineStopped):
+                stopped = event
+    finally:
+        if server is not None:
+            await server.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    assert stopped is not None  # run() always ends with EngineStopped
+    return stopped.summary, stopped.error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Live progress of a session on a terminal: orders as they happen, a status line, a summary.
+
+Per-bar output would cost more than the engine itself at replay speed, so the
+status line is redrawn at most a few times per second.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from kubetrade.runner import events as ev
+from kubetrade.runner.domain import Order, format_ms
+
+
+def _order_text(order: Order) -> str:
+    price = f" @ {order.price:.8g}" if order.price else ""
+    return f"{order.side} {order.quantity:g} {order.symbol} {order.order_type}{price}"
+
+
+@dataclass(slots=True)
+class ConsoleReporter:
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    quiet: bool = False
+    refresh_s: float = 0.25
+    bars: int = 0
+    orders: int = 0
+    fills: int = 0
+    last_bar: str = ""
+    _next_draw: float = 0.0
+    _status_shown: bool = False
+
+    def __call__(self, event: ev.Event) -> None:
+        match event:
+            case ev.MarketData(bar=bar):
+                self.bars += 1
+                self.last_bar = format_ms(bar.time)
+                self._maybe_draw()
+            case ev.EngineStarted():
+                self._line(
+                    f"session started: strategy {event.strategy!r} on "
+                    f"{', '.join(event.symbols)} every {event.interval}"
+                )
+            case ev.OrderPlaced(order=order):
+                self.orders += 1
+                self._line(f"{format_ms(order.time)}  placed   {_order_text(order)}")
+            case ev.OrderFilled(order=order, fill=fill):
+                self.fills += 1
+                self._line(
+                    f"{format_ms(fill.time)}  filled   {fill.side} {fill.quantity:g} "
+                    f"{fill.symbol} @ {fill.price:.8g} fee {fill.fee:.4g}"
+                    + (f" pnl {fill.realized_pnl:+.2f}" if fill.realized_pnl else "")
+                )
+            case ev.OrderRejected(order=order):
+                self._line(
+                    f"{format_ms(order.time)}  {order.status.lower():8} {_order_text(order)}: "
+                    f"{order.reason}: {order.message}"
+                )
+            case ev.OrderCancelled(order=order):
+                self._line(f"{format_ms(order.updated)}  cancelled {_order_text(order)}")
+            case ev.StrategyError(bar=bar, message=message):
+                when = format_ms(bar.time) if bar is not None else "-"
+                self._line(f"{when}  strategy error: {message}")
+            case ev.StrategyLog(time=t, level=level, message=message, fields=fields):
+                extra = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+                self._line(f"{format_ms(t)}  strategy {level}: {message} {extra}".rstrip())
+            case ev.EngineError(message=message):
+                self._line(f"error: {message}")
+            case ev.EngineStopped(summary=summary, error=error):
+                self._print_summary(summary, error)
+
+    def _maybe_draw(self) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if now < self._next_draw:
+            return
+        self._next_draw = now + self.refresh_s
+        if self.out.isatty():
+            self.out.write(f"\r{self._status()}")
+            self.out.flush()
+            self._status_shown = True
+
+    def _status(self) -> str:
+        return (
+            f"bars {self.bars}  orders {self.orders}  fills {self.fills}  "
+            f"last bar {self.last_bar}"
+        )
+
+    def _line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._status_shown:
+            self.out.write("\r\x1b[2K")
+            self._status_shown = False
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _print_summary(self, s: ev.Summary, error: str | None) -> None:
+        if self._status_shown:
+            self.out.write("\r\x1b[2K")
+            self._status_shown = False
+        rows = [
+            ("bars", f"{s.bars}"),
+            ("orders", f"{s.orders}"),
+            ("fills", f"{s.fills}"),
+            ("rejected", f"{s.rejected}"),
+            ("realized PnL", f"{s.realized_pnl:+.2f}"),
+            ("unrealized PnL", f"{s.unrealized_pnl:+.2f}"),
+            ("equity", f"{s.equity:.2f}"),
+            ("strategy errors", f"{s.strategy_errors}"),
+            ("duration", f"{s.duration_s:.2f}s"),
+        ]
+        self.out.write("\nsummary\n")
+        for name, value in rows:
+            self.out.write(f"  {name:<16}{value:>16}\n")
+        if error:
+            self.out.write(f"stopped with an error: {error}\n")
+        self.out.flush()

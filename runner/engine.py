@@ -1,0 +1,285 @@
+"""The streaming engine: bars in, strategy decisions, orders out, events reported.
+
+For each closed bar, in order:
+  1. drop it if it is for another symbol or not newer than the last bar of its
+     symbol (a provider must never make the strategy see a bar twice);
+  2. let the broker advance on it (a simulated venue fills resting orders);
+  3. append it to the window cache and call the strategy with bar time as its
+     clock;
+  4. send the orders the strategy placed (already risk-checked) and the
+     cancels it asked for, in the order it asked.
+Nothing on this path reads the wall clock, so the same bars give the same
+orders. A stop request (SIGTERM) lets the current bar finish, then the engine
+closes its providers and reports EngineStopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from kubetrade.runner import events as ev
+from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
+from kubetrade.runner.domain import Bar, Fill, OrderStatus
+from kubetrade.runner.marketdata.base import MarketDataProvider
+from kubetrade.runner.metrics import SessionMetrics
+from kubetrade.runner.state import SessionState
+from kubetrade.runner.strategy.host import StrategyError as StrategyCallError
+
+log = logging.getLogger("kubetrade.engine")
+
+
+class Strategy(Protocol):
+    def initialize(self, config_json: str) -> None: ...
+
+    def process_data(self, bar: Bar) -> None: ...
+
+    def name(self) -> str: ...
+
+
+class EngineFailure(Exception):
+    """The session cannot go on (the strategy failed to start, a provider gave up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    interval: str = "1m"
+    strategy_config: Mapping[str, Any] | None = None
+    warmup_bars: int = 0
+    max_bars: int | None = None  # stop after this many bars (None: until the data ends)
+    max_consecutive_strategy_errors: int = 0  # 0: never stop for strategy errors
+    # Per symbol, warm-up history ends before this bar time; None means "now" (live data).
+    warmup_end: Mapping[str, int] | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        state: SessionState,
+        strategy: Strategy,
+        market_data: MarketDataProvider,
+        broker: Broker,
+        options: EngineOptions,
+        metrics: SessionMetrics | None = None,
+    ) -> None:
+        self.state = state
+        self.strategy = strategy
+        self.market_data = market_data
+        self.broker = broker
+        self.options = options
+        self.metrics = metrics or SessionMetrics(session=state.session)
+        self.bars = 0
+        self.strategy_errors = 0
+        self.ready = False
+        self._consecutive_errors = 0
+        self._last_error = ""
+        self._last_time: dict[str, int] = {}
+        self._stop_requested = False
+        self._waiting_task: asyncio.Task[Any] | None = None
+        self._started = 0.0
+
+    # -- control -----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the bar in hand, then stop. Safe to call from a signal handler."""
+        self._stop_requested = True
+        # A wait for the next bar can last an interval; interrupt it. Work on a
+        # bar in hand is never interrupted (orders may be in flight).
+        if self._waiting_task is not None:
+            self._waiting_task.cancel()
+
+    async def run_with(self, callbacks: ev.EngineCallbacks) -> ev.Summary:
+        """Run to the end, dispatching events to callbacks; on_engine_stop always runs."""
+        stopped: ev.EngineStopped | None = None
+        try:
+            async for event in self.run():
+                if isinstance(event, ev.EngineStopped):
+                    stopped = event
+                callbacks.dispatch(event)
+        finally:
+            if stopped is None:
+                stopped = ev.EngineStopped(self.summary(), error="engine ended abnormally")
+                callbacks.dispatch(stopped)
+        if stopped.error is not None:
+            raise EngineFailure(stopped.error)
+        return stopped.summary
+
+    async def run(self) -> AsyncIterator[ev.Event]:
+        self._started = time.monotonic()
+        error: str | None = None
+        try:
+            await self.broker.connect()
+            name = self._start_strategy()
+            yield ev.EngineStarted(self.state.symbols, self.options.interval, name)
+            await self._warm_up()
+            async for event in self._stream():
+                yield event
+        except EngineFailure as exc:
+            error = str(exc)
+        except Exception as exc:  # report, never swallow silently
+            log.exception("engine failed")
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.ready = False
+            self.metrics.ready(False)
+            await self._close()
+        if error is not None:
+            yield ev.EngineError(error)
+        yield ev.EngineStopped(self.summary(), error)
+
+    # -- phases ------------------------------------------------------------------
+
+    def _start_strategy(self) -> str:
+        try:
+            name = self.strategy.name()
+            self.state.strategy_name = name
+            self.strategy.initialize(json.dumps(dict(self.options.strategy_config or {})))
+        except StrategyCallError as exc:
+            raise EngineFailure(f"strategy failed to initialize: {exc}") from exc
+        return name
+
+    async def _warm_up(self) -> None:
+        """Fill the window with history so the strategy's first bar sees context."""
+        if self.options.warmup_bars <= 0:
+            return
+        now = int(time.time() * 1000)  # live data: history up to now
+        ends = self.options.warmup_end or {}
+        for symbol in self.state.symbols:
+            end = ends.get(symbol, now)
+            for bar in await self.market_data.history(
+                symbol, end=end, count=self.options.warmup_bars
+            ):
+                self.state.window.append(bar)
+                self.state.book.marks[symbol] = bar.close
+                self._last_time[symbol] = bar.time
+
+    async def _stream(self) -> AsyncIterator[ev.Event]:
+        stream = self.market_data.stream().__aiter__()
+        self.ready = True
+        self.metrics.ready(True)
+        task = asyncio.current_task()
+        max_bars = self.options.max_bars
+        while not self._stop_requested:
+            self._waiting_task = task
+            try:
+                bar = await stream.__anext__()
+            except StopAsyncIteration:
+                break
+            except asyncio.CancelledError:
+                if not self._stop_requested or task is None:
+                    raise
+                task.uncancel()  # our own stop request, not a cancellation from outside
+                break
+            finally:
+                self._waiting_task = None
+            for event in await self._on_bar(bar):
+                yield event
+            if max_bars is not None and self.bars >= max_bars:
+                break
+
+    async def _on_bar(self, bar: Bar) -> list[ev.Event]:
+        state = self.state
+        last = self._last_time.get(bar.symbol)
+        if bar.symbol not in state.symbols or (last is not None and bar.time <= last):
+            reason = "an unknown symbol" if last is None else "not newer than the last bar"
+            return [ev.EngineError(f"dropped bar {bar.symbol}@{bar.time}: {reason}")]
+        self._last_time[bar.symbol] = bar.time
+        out: list[ev.Event] = []
+        self._apply(await self.broker.on_bar(bar), out)
+        state.begin_bar(bar)
+        self.bars += 1
+        self.metrics.bar(bar.symbol, bar.time)
+        out.append(ev.MarketData(bar))
+        try:
+            self.strategy.process_data(bar)
+            self._consecutive_errors = 0
+        except StrategyCallError as exc:
+            self.strategy_errors += 1
+            self._consecutive_errors += 1
+            self._last_error = str(exc)
+            self.metrics.strategy_error()
+            out.append(ev.StrategyError(bar, self._last_error))
+        # Events the host functions emitted during the call (placements, logs).
+        out.extend(state.events)
+        state.events.clear()
+        await self._send_orders(out)
+        a = state.book.account()
+        self.metrics.account(a.equity, a.realized_pnl, a.unrealized_pnl)
+        limit = self.options.max_consecutive_strategy_errors
+        if limit and self._consecutive_errors >= limit:
+            raise EngineFailure(
+                f"strategy failed on {self._consecutive_errors} consecutive bars "
+                f"(spec.engine.maxConsecutiveStrategyErrors = {limit}); last error: "
+                f"{self._last_error}"
+            )
+        return out
+
+    async def _send_orders(self, out: list[ev.Event]) -> None:
+        state = self.state
+        while state.outbox:
+            order = state.outbox.pop(0)
+            self.metrics.order("PLACED")
+            self._apply(await self.broker.submit(order), out)
+        while state.cancels:
+            order = state.cancels.pop(0)
+            self._apply(await self.broker.cancel(order), out)
+
+    def _apply(self, updates: list[BrokerEvent], out: list[ev.Event]) -> None:
+        """Record what the venue reports in the book and as events."""
+        book = self.state.book
+        for update in updates:
+            if isinstance(update, Fill):
+                order, fill = book.apply_fill(update)
+                self.metrics.fill()
+                if order is not None:
+                    out.append(ev.OrderFilled(replace(order), fill))
+                    if order.status is OrderStatus.FILLED:
+                        self.metrics.order("FILLED")
+                continue
+            self._apply_update(update, out)
+
+    def _apply_update(self, update: OrderUpdate, out: list[ev.Event]) -> None:
+        order = self.state.book.orders.get(update.client_order_id)
+        if order is None or order.status.is_final:
+            return
+        self.state.book.set_status(order, update.status, update.time, update.reason, update.message)
+        if update.status is OrderStatus.PENDING:
+            return
+        self.metrics.order(update.status.value)
+        event_type: Callable[..., ev.Event] = (
+            ev.OrderCancelled if update.status is OrderStatus.CANCELLED else ev.OrderRejected
+        )
+        out.append(event_type(replace(order)))
+
+    async def _close(self) -> None:
+        for close in (self.market_data.close, self.broker.close):
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing %s", close)
+
+    # -- figures -----------------------------------------------------------------
+
+    def summary(self) -> ev.Summary:
+        book = self.state.book
+        account = book.account()
+        orders = book.orders.values()
+        return ev.Summary(
+            bars=self.bars,
+            orders=len(orders),
+            fills=len(book.fills),
+            rejected=sum(
+                1 for o in orders if o.status in (OrderStatus.REJECTED, OrderStatus.FAILED)
+            ),
+            realized_pnl=account.realized_pnl,
+            unrealized_pnl=account.unrealized_pnl,
+            equity=account.equity,
+            strategy_errors=self.strategy_errors,
+            duration_s=round(time.monotonic() - self._started, 3) if self._started else 0.0,
+        )

@@ -1,0 +1,74 @@
+"""Cash and positions moved by fills, with average-cost accounting.
+
+One Ledger is the paper venue's own account; another mirrors the venue inside
+the engine's book. Both apply the same arithmetic, so they agree fill by fill.
+Positions are long-only: a sell never takes a position below zero (the broker
+and the risk check refuse such orders before a fill exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from kubetrade.runner.domain import Fill, Position, Side
+
+
+@dataclass(slots=True)
+class Ledger:
+    cash: float
+    precision: int = 8  # decimal places kept in quantities
+    positions: dict[str, Position] = field(default_factory=dict)
+    realized_pnl: float = 0.0
+    total_fees: float = 0.0
+
+    def position(self, symbol: str) -> Position:
+        existing = self.positions.get(symbol)
+        return existing if existing is not None else Position(symbol=symbol)
+
+    def quantity(self, symbol: str) -> float:
+        existing = self.positions.get(symbol)
+        return existing.quantity if existing is not None else 0.0
+
+    def apply(self, fill: Fill) -> Fill:
+        """Move cash and the position for one fill; return it with its realized PnL."""
+        pos = self.positions.get(fill.symbol)
+        if pos is None:
+            pos = self.positions[fill.symbol] = Position(symbol=fill.symbol)
+        amount = fill.quantity * fill.price
+        self.total_fees += fill.fee
+        if fill.side is Side.BUY:
+            if pos.quantity == 0.0:
+                pos.open_time = fill.time
+            new_quantity = round(pos.quantity + fill.quantity, self.precision)
+            pos.average_cost = (pos.average_cost * pos.quantity + amount) / new_quantity
+            pos.quantity = new_quantity
+            pos.total_in_quantity += fill.quantity
+            pos.total_in_amount += amount
+            pos.total_in_fee += fill.fee
+            self.cash -= amount + fill.fee
+            return fill
+        realized = (fill.price - pos.average_cost) * fill.quantity
+        pos.quantity = round(pos.quantity - fill.quantity, self.precision)
+        pos.total_out_quantity += fill.quantity
+        pos.total_out_amount += amount
+        pos.total_out_fee += fill.fee
+        pos.realized_pnl += realized
+        if pos.quantity <= 0.0:
+            # Flat again: the next buy starts a fresh average cost.
+            pos.quantity = 0.0
+            pos.average_cost = 0.0
+        self.cash += amount - fill.fee
+        self.realized_pnl += realized
+        return replace(fill, realized_pnl=realized)
+
+    def unrealized_pnl(self, marks: dict[str, float]) -> float:
+        return sum(
+            p.unrealized_pnl(marks.get(s, p.average_cost))
+            for s, p in self.positions.items()
+            if p.quantity
+        )
+
+    def market_value(self, marks: dict[str, float]) -> float:
+        return sum(
+            p.quantity * marks.get(s, p.average_cost) for s, p in self.positions.items() if p.quantity
+        )

@@ -1,0 +1,66 @@
+"""Prometheus metrics of one session.
+
+Each session gets its own registry (not the process-global one), so tests and
+embedded engines never see each other's figures. Label children are bound once
+because the per-bar path updates them at replay speed.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class SessionMetrics:
+    def __init__(self, session: str, registry: CollectorRegistry | None = None) -> None:
+        self.session = session
+        self.registry = r = registry or CollectorRegistry()
+        labels = ["session"]
+        self._bars = Counter("kubetrade_bars", "Closed bars processed", [*labels, "symbol"], registry=r)
+        self._orders = Counter(
+            "kubetrade_orders", "Orders by final or current status", [*labels, "status"], registry=r
+        )
+        self._fills = Counter("kubetrade_fills", "Fills received from the broker", labels, registry=r)
+        self._strategy_errors = Counter(
+            "kubetrade_strategy_errors", "Strategy calls that failed or trapped", labels, registry=r
+        )
+        self._last_bar = Gauge(
+            "kubetrade_last_bar_time_seconds",
+            "Open time of the last processed bar (Unix seconds)",
+            [*labels, "symbol"],
+            registry=r,
+        )
+        self._equity = Gauge("kubetrade_equity", "Account equity", labels, registry=r)
+        self._realized = Gauge("kubetrade_realized_pnl", "Realized PnL", labels, registry=r)
+        self._unrealized = Gauge("kubetrade_unrealized_pnl", "Unrealized PnL", labels, registry=r)
+        self._ready = Gauge("kubetrade_ready", "1 when the runner is ready", labels, registry=r)
+        self._bar_children: dict[str, tuple[Counter, Gauge]] = {}
+
+    def bar(self, symbol: str, time_ms: int) -> None:
+        children = self._bar_children.get(symbol)
+        if children is None:
+            children = self._bar_children[symbol] = (
+                self._bars.labels(self.session, symbol),
+                self._last_bar.labels(self.session, symbol),
+            )
+        children[0].inc()
+        children[1].set(time_ms / 1000)
+
+    def order(self, status: str) -> None:
+        self._orders.labels(self.session, status).inc()
+
+    def fill(self) -> None:
+        self._fills.labels(self.session).inc()
+
+    def strategy_error(self) -> None:
+        self._strategy_errors.labels(self.session).inc()
+
+    def account(self, equity: float, realized: float, unrealized: float) -> None:
+        self._equity.labels(self.session).set(equity)
+        self._realized.labels(self.session).set(realized)
+        self._unrealized.labels(self.session).set(unrealized)
+
+    def ready(self, value: bool) -> None:
+        self._ready.labels(self.session).set(1 if value else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,126 @@
+"""Pre-trade checks that no strategy can bypass.
+
+Every order a strategy places passes through `RiskGate.check` inside the host
+before any broker sees it. A breach refuses the order with a reason the
+strategy can read (the order's status becomes REJECTED). All windows are in
+bar time so the same replay refuses the same orders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from kubetrade.runner.book import Book
+from kubetrade.runner.domain import Order, OrderType, RejectReason, Side
+
+_DAY_MS = 86_400_000
+_MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    max_order_notional: float | None = None
+    max_position_notional: float | None = None
+    max_orders_per_minute: int | None = None
+    max_daily_loss: float | None = None
+    allow_short: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+@dataclass(slots=True)
+class RiskGate:
+    limits: RiskLimits
+    symbols: frozenset[str]
+    recent: deque[int] = field(default_factory=deque)  # bar times of accepted orders
+    day: int = -1  # UTC day number of `day_start_equity`
+    day_start_equity: float = 0.0
+    halted_day: int = -1  # day on which the daily loss limit was hit
+
+    def start_of_bar(self, time: int, book: Book) -> None:
+        """Roll the daily window; call before the strategy sees the bar."""
+        day = time // _DAY_MS
+        if day != self.day:
+            self.day = day
+            self.day_start_equity = book.account().equity
+
+    @property
+    def halted(self) -> bool:
+        return self.halted_day == self.day
+
+    def check(self, order: Order, book: Book, reference_price: float) -> Refusal | None:
+        """Refuse the order, or accept it and count it against the rate limit."""
+        refusal = self._validate(order) or self._limits(order, book, reference_price)
+        if refusal is None:
+            self.recent.append(order.time)
+        return refusal
+
+    def _validate(self, order: Order) -> Refusal | None:
+        if order.symbol not in self.symbols:
+            allowed = ", ".join(sorted(self.symbols))
+            return Refusal(
+                RejectReason.UNKNOWN_SYMBOL,
+                f"symbol {order.symbol!r} is not traded by this session (symbols: {allowed})",
+            )
+        if not (math.isfinite(order.quantity) and order.quantity > 0):
+            return Refusal(RejectReason.INVALID_QUANTITY, f"quantity must be > 0, got {order.quantity}")
+        if order.order_type is OrderType.LIMIT and not (
+            math.isfinite(order.price) and order.price > 0
+        ):
+            return Refusal(RejectReason.INVALID_PRICE, f"limit price must be > 0, got {order.price}")
+        return None
+
+    def _limits(self, order: Order, book: Book, reference_price: float) -> Refusal | None:
+        limits = self.limits
+        price = order.price if order.order_type is OrderType.LIMIT else reference_price
+        notional = order.quantity * price
+        held = book.ledger.quantity(order.symbol)
+        buying = book.pending_quantity(order.symbol, Side.BUY)
+        selling = book.pending_quantity(order.symbol, Side.SELL)
+        if order.side is Side.SELL and not limits.allow_short:
+            if order.quantity > held - selling + 1e-12:
+                return Refusal(
+                    RejectReason.RISK_LIMIT,
+                    f"selling {order.quantity} {order.symbol} would go short "
+                    f"(held {held}, already selling {selling}); short selling is off "
+                    "(spec.risk.allowShort)",
+                )
+        if limits.max_order_notional is not None and notional > limits.max_order_notional:
+            return Refusal(
+                RejectReason.RISK_LIMIT,
+                f"order notional {notional:.2f} exceeds spec.risk.maxOrderNotional "
+                f"{limits.max_order_notional:.2f}",
+            )
+        if limits.max_position_notional is not None and order.side is Side.BUY:
+            after = (held + buying + order.quantity) * price
+            if after > limits.max_position_notional:
+                return Refusal(
+                    RejectReason.RISK_LIMIT,
+                    f"position in {order.symbol} would reach {after:.2f}, above "
+                    f"spec.risk.maxPositionNotional {limits.max_position_notional:.2f}",
+                )
+        if limits.max_orders_per_minute is not None:
+            while self.recent and self.recent[0] <= order.time - _MINUTE_MS:
+                self.recent.popleft()
+            if len(self.recent) >= limits.max_orders_per_minute:
+                return Refusal(
+                    RejectReason.RISK_LIMIT,
+                    f"more than spec.risk.maxOrdersPerMinute {limits.max_orders_per_minute} "
+                    "orders in one minute",
+                )
+        if limits.max_daily_loss is not None and order.side is Side.BUY:
+            loss = self.day_start_equity - book.account().equity
+            if self.halted or loss >= limits.max_daily_loss:
+                self.halted_day = self.day
+                return Refusal(
+                    RejectReason.RISK_LIMIT,
+                    f"daily loss {loss:.2f} reached spec.risk.maxDailyLoss "
+                    f"{limits.max_daily_loss:.2f}; new entries halted until the next UTC day",
+                )
+        return None

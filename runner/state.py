@@ -1,0 +1,129 @@
+"""What a running session knows, and the rules for changing it.
+
+The engine and the strategy's host functions share one SessionState. Host
+functions run synchronously inside a strategy call, so an order the strategy
+places is checked and recorded at once but only queued for the broker; the
+engine sends the queue when the strategy call returns. Every venue therefore
+sees orders the same way, and a strategy learns of fills on its next bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+from kubetrade.runner import events as ev
+from kubetrade.runner.book import Book
+from kubetrade.runner.domain import Bar, Mark, Order, OrderStatus, OrderType, RejectReason
+from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.risk import RiskGate
+from kubetrade.runner.window import Window
+
+
+def client_order_id(session: str, epoch: int, sequence: int) -> str:
+    """A deterministic id: the same (session, epoch, sequence) always gives the same id.
+
+    A resend after a crash carries the same id, so the venue can refuse the
+    duplicate. Venues cap ids (Binance: 36 characters of [A-Za-z0-9._:/-]), so
+    the session name is folded into a short hash.
+    """
+    digest = hashlib.sha256(session.encode()).hexdigest()[:8]
+    return f"kt{digest}-{epoch}-{sequence}"
+
+
+class HostCallError(Exception):
+    """A host function cannot answer; the strategy call traps with this message."""
+
+
+@dataclass(slots=True)
+class SessionState:
+    session: str
+    symbols: tuple[str, ...]
+    book: Book
+    risk: RiskGate
+    window: Window
+    precision: int = 8
+    epoch: int = 1
+    sequence: int = 0
+    now: int = 0  # bar time of the bar being processed: the strategy's clock
+    strategy_name: str = ""
+    cache: dict[str, str] = field(default_factory=dict)
+    marks: list[Mark] = field(default_factory=list)
+    outbox: list[Order] = field(default_factory=list)  # accepted, not yet sent
+    cancels: list[Order] = field(default_factory=list)  # sent, cancel requested
+    events: list[ev.Event] = field(default_factory=list)  # emitted during a call
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        session: str,
+        symbols: tuple[str, ...],
+        initial_cash: float,
+        risk: RiskGate,
+        window_size: int,
+        precision: int,
+    ) -> SessionState:
+        return cls(
+            session=session,
+            symbols=symbols,
+            book=Book(ledger=Ledger(cash=initial_cash, precision=precision)),
+            risk=risk,
+            window=Window(size=window_size),
+            precision=precision,
+        )
+
+    def next_client_order_id(self) -> str:
+        self.sequence += 1
+        return client_order_id(self.session, self.epoch, self.sequence)
+
+    def accept(self, order: Order) -> None:
+        """Check a new order; queue it for the broker or record its refusal."""
+        if order.strategy_order_id and order.strategy_order_id in self.book.by_strategy_id:
+            self._refuse(
+                order,
+                OrderStatus.REJECTED,
+                RejectReason.INVALID_ORDER,
+                f"order id {order.strategy_order_id!r} was already used; ids must be unique",
+            )
+            return
+        last = self.window.last(order.symbol)
+        reference = last.close if last is not None else order.price
+        if order.order_type is OrderType.MARKET:
+            order.price = reference
+        refusal = self.risk.check(order, self.book, reference)
+        if refusal is not None:
+            self._refuse(order, OrderStatus.REJECTED, refusal.reason, refusal.message)
+            return
+        self.book.add(order)
+        self.outbox.append(order)
+        self.events.append(ev.OrderPlaced(replace(order)))
+
+    def cancel(self, order: Order) -> None:
+        if order.status.is_final:
+            return  # cancelling a finished order changes nothing
+        if order in self.outbox:
+            # Never sent: it can be withdrawn here without asking the venue.
+            self.outbox.remove(order)
+            self.book.set_status(order, OrderStatus.CANCELLED, self.now, "cancelled", "")
+            self.events.append(ev.OrderCancelled(replace(order)))
+            return
+        if order not in self.cancels:
+            self.cancels.append(order)
+
+    def find(self, order_id: str) -> Order:
+        order = self.book.find(order_id)
+        if order is None:
+            raise HostCallError(f"no order with id {order_id!r}")
+        return order
+
+    def begin_bar(self, bar: Bar) -> None:
+        self.now = bar.time
+        self.window.append(bar)
+        self.book.marks[bar.symbol] = bar.close
+        self.risk.start_of_bar(bar.time, self.book)
+
+    def _refuse(self, order: Order, status: OrderStatus, reason: str, message: str) -> None:
+        self.book.add(order)
+        self.book.set_status(order, status, self.now, reason, message)
+        self.events.append(ev.OrderRejected(replace(order)))

@@ -1,0 +1,294 @@
+"""The host functions a strategy calls, answered from the session's state.
+
+Each method takes the decoded request message and returns the response
+message. Raising HostCallError (or any exception) traps the strategy's current
+call, as in argo-trading: the strategy cannot catch it, the engine records a
+strategy error and goes on with the next bar.
+"""
+
+from __future__ import annotations
+
+import math
+from google.protobuf import empty_pb2, timestamp_pb2
+
+from kubetrade.runner import events as ev
+from kubetrade.runner.domain import Bar, Mark, Order, OrderStatus, OrderType, Position, Side
+from kubetrade.runner.state import HostCallError, SessionState
+from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+
+_EMPTY = empty_pb2.Empty()
+_SIDES = {pb.PURCHASE_TYPE_BUY: Side.BUY, pb.PURCHASE_TYPE_SELL: Side.SELL}
+_SIDE_CODES = {Side.BUY: pb.PURCHASE_TYPE_BUY, Side.SELL: pb.PURCHASE_TYPE_SELL}
+_TYPES = {pb.ORDER_TYPE_MARKET: OrderType.MARKET, pb.ORDER_TYPE_LIMIT: OrderType.LIMIT}
+_TYPE_CODES = {OrderType.MARKET: pb.ORDER_TYPE_MARKET, OrderType.LIMIT: pb.ORDER_TYPE_LIMIT}
+_STATUS_CODES = {
+    OrderStatus.PENDING: pb.ORDER_STATUS_PENDING,
+    OrderStatus.FILLED: pb.ORDER_STATUS_FILLED,
+    OrderStatus.CANCELLED: pb.ORDER_STATUS_CANCELLED,
+    OrderStatus.REJECTED: pb.ORDER_STATUS_REJECTED,
+    OrderStatus.FAILED: pb.ORDER_STATUS_FAILED,
+}
+_LOG_LEVELS = {
+    pb.LOG_LEVEL_DEBUG: "debug",
+    pb.LOG_LEVEL_INFO: "info",
+    pb.LOG_LEVEL_WARN: "warn",
+    pb.LOG_LEVEL_ERROR: "error",
+}
+_MAX_CACHE_ENTRIES = 10_000
+_MAX_CACHE_BYTES = 1 << 20  # per value
+
+
+def timestamp(ms: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def to_ms(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def market_data(bar: Bar) -> pb.MarketData:
+    return pb.MarketData(
+        symbol=bar.symbol,
+        open=bar.open,
+        high=bar.high,
+        low=bar.low,
+        close=bar.close,
+        volume=bar.volume,
+        time=timestamp(bar.time),
+    )
+
+
+def _position(p: Position, strategy_name: str) -> pb.Position:
+    return pb.Position(
+        symbol=p.symbol,
+        quantity=p.quantity,
+        total_in_quantity=p.total_in_quantity,
+        total_out_quantity=p.total_out_quantity,
+        total_in_amount=p.total_in_amount,
+        total_out_amount=p.total_out_amount,
+        total_in_fee=p.total_in_fee,
+        total_out_fee=p.total_out_fee,
+        open_timestamp=timestamp(p.open_time),
+        strategy_name=strategy_name,
+    )
+
+
+class HostFunctions:
+    """Implements the strategy API (kubetrade.runner.strategy.api.HostApi)."""
+
+    def __init__(self, state: SessionState) -> None:
+        self._state = state
+
+    # -- market data window -------------------------------------------------
+
+    def get_range(self, request: pb.GetRangeRequest) -> pb.GetRangeResponse:
+        bars = self._state.window.range(
+            request.symbol, to_ms(request.start_time), to_ms(request.end_time)
+        )
+        return pb.GetRangeResponse(data=[market_data(b) for b in bars])
+
+    def read_last_data(self, request: pb.ReadLastDataRequest) -> pb.MarketData:
+        bar = self._state.window.last(request.symbol)
+        if bar is None:
+            raise HostCallError(f"no market data for symbol {request.symbol!r}")
+        return market_data(bar)
+
+    def count(self, request: pb.CountRequest) -> pb.CountResponse:
+        n = self._state.window.count(to_ms(request.start_time), to_ms(request.end_time))
+        return pb.CountResponse(count=n)
+
+    def execute_sql(self, request: pb.ExecuteSQLRequest) -> pb.ExecuteSQLResponse:
+        raise HostCallError("execute_sql is not supported by this kubetrade version")
+
+    # -- indicators -----------------------------------------------------------
+
+    def configure_indicator(self, request: pb.ConfigureRequest) -> empty_pb2.Empty:
+        raise HostCallError("configure_indicator is not supported by this kubetrade version")
+
+    def get_signal(self, request: pb.GetSignalRequest) -> pb.GetSignalResponse:
+        raise HostCallError("get_signal is not supported by this kubetrade version")
+
+    # -- cache ----------------------------------------------------------------
+
+    def get_cache(self, request: pb.GetRequest) -> pb.GetResponse:
+        return pb.GetResponse(value=self._state.cache.get(request.key, ""))
+
+    def set_cache(self, request: pb.SetRequest) -> empty_pb2.Empty:
+        cache = self._state.cache
+        if len(request.value) > _MAX_CACHE_BYTES:
+            raise HostCallError(f"cache value for {request.key!r} exceeds {_MAX_CACHE_BYTES} bytes")
+        if request.key not in cache and len(cache) >= _MAX_CACHE_ENTRIES:
+            raise HostCallError(f"strategy cache is full ({_MAX_CACHE_ENTRIES} keys)")
+        cache[request.key] = request.value
+        return _EMPTY
+
+    # -- trading --------------------------------------------------------------
+
+    def place_order(self, request: pb.ExecuteOrder) -> empty_pb2.Empty:
+        self._state.accept(self._order(request))
+        return _EMPTY
+
+    def place_multiple_orders(self, request: pb.PlaceMultipleOrdersRequest) -> empty_pb2.Empty:
+        for item in request.orders:
+            self._state.accept(self._order(item))
+        return _EMPTY
+
+    def get_positions(self, request: empty_pb2.Empty) -> pb.GetPositionsResponse:
+        name = self._state.strategy_name
+        positions = self._state.book.ledger.positions.values()
+        return pb.GetPositionsResponse(
+            positions=[_position(p, name) for p in positions if p.quantity]
+        )
+
+    def get_position(self, request: pb.GetPositionRequest) -> pb.Position:
+        position = self._state.book.ledger.position(request.symbol)
+        return _position(position, self._state.strategy_name)
+
+    def cancel_order(self, request: pb.CancelOrderRequest) -> empty_pb2.Empty:
+        self._state.cancel(self._state.find(request.order_id))
+        return _EMPTY
+
+    def cancel_all_orders(self, request: empty_pb2.Empty) -> empty_pb2.Empty:
+        for order in self._state.book.open_orders():
+            self._state.cancel(order)
+        return _EMPTY
+
+    def get_order_status(self, request: pb.GetOrderStatusRequest) -> pb.GetOrderStatusResponse:
+        order = self._state.find(request.order_id)
+        return pb.GetOrderStatusResponse(status=_STATUS_CODES[order.status])
+
+    def get_account_info(self, request: empty_pb2.Empty) -> pb.AccountInfo:
+        a = self._state.book.account()
+        return pb.AccountInfo(
+            balance=a.balance,
+            equity=a.equity,
+            buying_power=a.buying_power,
+            realized_pnl=a.realized_pnl,
+            unrealized_pnl=a.unrealized_pnl,
+            total_fees=a.total_fees,
+            margin_used=a.margin_used,
+        )
+
+    def get_open_orders(self, request: empty_pb2.Empty) -> pb.GetOpenOrdersResponse:
+        return pb.GetOpenOrdersResponse(
+            orders=[
+                pb.OpenOrder(
+                    id=o.strategy_order_id or o.client_order_id,
+                    symbol=o.symbol,
+                    side=_SIDE_CODES[o.side],
+                    order_type=_TYPE_CODES[o.order_type],
+                    quantity=o.remaining,
+                    price=o.price,
+                    strategy_name=o.strategy_name,
+                    reason=pb.Reason(reason=o.reason, message=o.message),
+                )
+                for o in self._state.book.open_orders()
+            ]
+        )
+
+    def get_trades(self, request: pb.GetTradesRequest) -> pb.GetTradesResponse:
+        start = to_ms(request.start_time) if request.HasField("start_time") else None
+        end = to_ms(request.end_time) if request.HasField("end_time") else None
+        book = self._state.book
+        trades: list[pb.TradeRecord] = []
+        cumulative = 0.0
+        for fill in book.fills:
+            cumulative += fill.realized_pnl
+            if request.symbol and fill.symbol != request.symbol:
+                continue
+            if (start is not None and fill.time < start) or (end is not None and fill.time > end):
+                continue
+            order = book.orders.get(fill.client_order_id)
+            trades.append(
+                pb.TradeRecord(
+                    order_id=(order.strategy_order_id if order else "") or fill.client_order_id,
+                    symbol=fill.symbol,
+                    side=_SIDE_CODES[fill.side],
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    executed_at=timestamp(fill.time),
+                    fee=fill.fee,
+                    pnl=fill.realized_pnl,
+                    strategy_name=order.strategy_name if order else "",
+                    reason=pb.Reason(reason=order.reason, message=order.message)
+                    if order
+                    else None,
+                    cumulative_pnl=cumulative,
+                )
+            )
+        if request.limit > 0:
+            trades = trades[-request.limit :]
+        return pb.GetTradesResponse(trades=trades)
+
+    # -- markers and logs ------------------------------------------------------
+
+    def mark(self, request: pb.MarkRequest) -> empty_pb2.Empty:
+        m, data = request.mark, request.market_data
+        self._state.marks.append(
+            Mark(
+                symbol=data.symbol,
+                time=to_ms(data.time) if data.HasField("time") else self._state.now,
+                color=m.color,
+                shape=pb.MarkShape.Name(m.shape),
+                title=m.title,
+                message=m.message,
+                category=m.category,
+                signal_type=pb.SignalType.Name(m.signal_type),
+                level=pb.MarkLevel.Name(m.level),
+            )
+        )
+        return _EMPTY
+
+    def get_markers(self, request: empty_pb2.Empty) -> pb.GetMarkersResponse:
+        return pb.GetMarkersResponse(
+            markers=[
+                pb.Mark(
+                    color=m.color,
+                    shape=pb.MarkShape.Value(m.shape),
+                    title=m.title,
+                    message=m.message,
+                    category=m.category,
+                    signal_type=pb.SignalType.Value(m.signal_type),
+                    level=pb.MarkLevel.Value(m.level),
+                )
+                for m in self._state.marks
+            ]
+        )
+
+    def log(self, request: pb.LogRequest) -> empty_pb2.Empty:
+        level = _LOG_LEVELS.get(request.level, "info")
+        self._state.events.append(
+            ev.StrategyLog(self._state.now, level, request.message, dict(request.fields))
+        )
+        return _EMPTY
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _order(self, request: pb.ExecuteOrder) -> Order:
+        state = self._state
+        side = _SIDES.get(request.side)
+        order_type = _TYPES.get(request.order_type)
+        if side is None or order_type is None:
+            # An enum value this ABI version does not know: refuse, do not guess.
+            raise HostCallError(
+                f"order has unknown side {request.side} or order type {request.order_type}"
+            )
+        quantity = request.quantity
+        if math.isfinite(quantity):
+            quantity = round(quantity, state.precision)
+        order = Order(
+            client_order_id=state.next_client_order_id(),
+            symbol=request.symbol,
+            side=side,
+            order_type=order_type,
+            quantity=quantity,
+            price=request.price,
+            time=state.now,
+            strategy_name=request.strategy_name or state.strategy_name,
+            reason=request.reason.reason or "strategy",
+            message=request.reason.message,
+            strategy_order_id=request.id,
+            position_type="SHORT" if request.position_type == pb.POSITION_TYPE_SHORT else "LONG",
+            updated=state.now,
+        )
+        return order
