@@ -1,0 +1,31 @@
+"""Shared test helpers: paths of the compiled strategies, bar files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SMA_WASM = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"
+HOSTCHECK_WASM = ROOT / "strategies" / "examples" / "hostcheck" / "hostcheck.wasm"
+FAULTY_WASM = ROOT / "strategies" / "testdata" / "faulty" / "faulty.wasm"
+SAMPLE_CSV = ROOT / "examples" / "data" / "eurusd_1h.csv"
+
+T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+MINUTE = 60_000
+
+BarRow = tuple[int, float, float, float, float]  # minute offset, open, high, low, close
+
+
+def write_bars(path: Path, symbol: str, rows: Sequence[BarRow], interval_ms: int = MINUTE) -> Path:
+    lines = ["time,symbol,open,high,low,close,volume"]
+    for offset, o, h, lo, c in rows:
+        lines.append(f"{T0 + offset * interval_ms},{symbol},{o},{h},{lo},{c},100")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def flat_rows(closes: Sequence[float]) -> list[BarRow]:
+    """Bars whose open, high, low and close are all the given close."""
+    return [(i, c, c, c, c) for i, c in enumerate(closes)]
