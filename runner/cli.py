@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     flags.add_argument("--symbols", help="comma-separated, e.g. BTCUSDT,ETHUSDT")
     flags.add_argument("--interval", help="e.g. 1m")
     flags.add_argument("--name", default="cli-session")
+    flags.add_argument(
+        "--confirm-live", action="store_true", help="confirm that a live provider trades real money"
+    )
 
     commands.add_parser("schema", help="print the JSON schema of a LiveTradingSession")
     return parser
@@ -112,6 +115,7 @@ def _load(args: argparse.Namespace) -> LoadedSession:
         symbols=args.symbols or "",
         interval=args.interval or "1m",
         name=args.name,
+        confirm_live=args.confirm_live,
     )
 
 

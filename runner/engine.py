@@ -16,6 +16,7 @@ closes its providers and reports EngineStopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -98,10 +99,12 @@ class Engine:
         """Run to the end, dispatching events to callbacks; on_engine_stop always runs."""
         stopped: ev.EngineStopped | None = None
         try:
-            async for event in self.run():
-                if isinstance(event, ev.EngineStopped):
-                    stopped = event
-                callbacks.dispatch(event)
+            # aclosing: a callback that raises still closes the providers at once.
+            async with contextlib.aclosing(self.run()) as events:
+                async for event in events:
+                    if isinstance(event, ev.EngineStopped):
+                        stopped = event
+                    callbacks.dispatch(event)
         finally:
             if stopped is None:
                 stopped = ev.EngineStopped(self.summary(), error="engine ended abnormally")

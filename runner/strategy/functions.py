@@ -170,6 +170,9 @@ class HostFunctions:
         )
 
     def get_open_orders(self, request: empty_pb2.Empty) -> pb.GetOpenOrdersResponse:
+        # An order whose cancel the strategy asked for is no longer open to it,
+        # even before the venue confirms; its status stays PENDING until then.
+        cancelling = {o.client_order_id for o in self._state.cancels}
         return pb.GetOpenOrdersResponse(
             orders=[
                 pb.OpenOrder(
@@ -183,6 +186,7 @@ class HostFunctions:
                     reason=pb.Reason(reason=o.reason, message=o.message),
                 )
                 for o in self._state.book.open_orders()
+                if o.client_order_id not in cancelling
             ]
         )
 
