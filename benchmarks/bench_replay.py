@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from kubetrade.runner.domain import Bar
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
-HOUR = 3_600_000
+MINUTE = 60_000
 
 
 def load(name: str) -> tuple[ReplayProvider, float]:
     best, provider = float("inf"), None
     for _ in range(3):
         started = time.perf_counter()
-        provider = ReplayProvider(path=DATA / name, symbols=["EURUSD"], interval_ms=HOUR)
+        provider = ReplayProvider(path=DATA / name, symbols=["BTCUSDT"], interval_ms=MINUTE)
         best = min(best, time.perf_counter() - started)
     assert provider is not None
     return provider, best
@@ -55,10 +55,10 @@ async def rate(streams: Callable[[], AsyncIterator[Bar]], seconds: float) -> flo
 
 
 async def main(seconds: float) -> dict[str, object]:
-    csv_provider, csv_load = load("eurusd_1h.csv")
-    _, parquet_load = load("eurusd_1h.parquet")
+    csv_provider, csv_load = load("btcusdt_1m_synthetic.csv")
+    _, parquet_load = load("btcusdt_1m_synthetic.parquet")
     looped = ReplayProvider(
-        path=DATA / "eurusd_1h.csv", symbols=["EURUSD"], interval_ms=HOUR, loop=True
+        path=DATA / "btcusdt_1m_synthetic.csv", symbols=["BTCUSDT"], interval_ms=MINUTE, loop=True
     )
     synthetic = SyntheticProvider(
         symbols=["A", "B"], interval_ms=HOUR, start_time_ms=0, bars=50_000

@@ -70,21 +70,22 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         precision=spec.engine.decimal_precision,
     )
     wasm = strategy_path(loaded).read_bytes()
-    strategy = WasmStrategy(
-        wasm,
-        HostFunctions(state),
-        session=name,
-        limits=SandboxLimits(
-            max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,
-            call_timeout_s=spec.engine.strategy_call_timeout_seconds,
-        ),
+    functions = HostFunctions(state)
+    limits = SandboxLimits(
+        max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,
+        call_timeout_s=spec.engine.strategy_call_timeout_seconds,
     )
+
+    def new_strategy() -> WasmStrategy:
+        return WasmStrategy(wasm, functions, session=name, limits=limits)
+
     market_data, warmup_end = create_market_data(
         spec, base_dir=loaded.base_dir, warmup_bars=spec.engine.warmup_bars
     )
     return Engine(
         state=state,
-        strategy=strategy,
+        strategy=new_strategy(),
+        new_strategy=new_strategy,
         market_data=market_data,
         broker=broker,
         options=EngineOptions(

@@ -42,6 +42,8 @@ class Strategy(Protocol):
 
     def name(self) -> str: ...
 
+    def close(self) -> None: ...
+
 
 class EngineFailure(Exception):
     """The session cannot go on (the strategy failed to start, a provider gave up)."""
@@ -68,15 +70,19 @@ class Engine:
         broker: Broker,
         options: EngineOptions,
         metrics: SessionMetrics | None = None,
+        new_strategy: Callable[[], Strategy] | None = None,
     ) -> None:
         self.state = state
         self.strategy = strategy
+        # Makes a fresh instance after the strategy itself trapped (see _recover).
+        self.new_strategy = new_strategy
         self.market_data = market_data
         self.broker = broker
         self.options = options
         self.metrics = metrics or SessionMetrics(session=state.session)
         self.bars = 0
         self.strategy_errors = 0
+        self.strategy_restarts = 0
         self.ready = False
         self._consecutive_errors = 0
         self._last_error = ""
@@ -208,6 +214,8 @@ class Engine:
             self._last_error = str(exc)
             self.metrics.strategy_error()
             out.append(ev.StrategyError(bar, self._last_error))
+            if exc.trapped and exc.host_function is None:
+                out.append(self._recover())
         # Events the host functions emitted during the call (placements, logs).
         out.extend(state.events)
         state.events.clear()
@@ -222,6 +230,28 @@ class Engine:
                 f"{self._last_error}"
             )
         return out
+
+    def _recover(self) -> ev.Event:
+        """Replace a strategy instance that trapped on its own.
+
+        A trap raised by a host function leaves the guest sound, and the same
+        instance serves the next bar (argo-trading semantics). A trap from the
+        guest itself (a Go panic, an exit, a timeout, the memory cap) can leave
+        its runtime broken for good: a Go program that panicked once dies on its
+        next panic. Such an instance is replaced by a fresh one, initialized
+        with the same config; the strategy's cache and the window survive, its
+        in-memory state does not.
+        """
+        if self.new_strategy is None:
+            return ev.EngineError("the strategy trapped; no way to restart it is configured")
+        self.strategy.close()
+        self.strategy = self.new_strategy()
+        self.strategy_restarts += 1
+        self._start_strategy()
+        return ev.EngineError(
+            f"strategy restarted after it trapped (restart {self.strategy_restarts}); "
+            "its in-memory state was reset, its cache and market data window were kept"
+        )
 
     async def _send_orders(self, out: list[ev.Event]) -> None:
         state = self.state
@@ -261,6 +291,10 @@ class Engine:
         out.append(event_type(replace(order)))
 
     async def _close(self) -> None:
+        try:
+            self.strategy.close()
+        except Exception:
+            log.exception("error while closing the strategy")
         for close in (self.market_data.close, self.broker.close):
             try:
                 await close()

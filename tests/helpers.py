@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SMA_WASM = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"
 HOSTCHECK_WASM = ROOT / "strategies" / "examples" / "hostcheck" / "hostcheck.wasm"
 FAULTY_WASM = ROOT / "strategies" / "testdata" / "faulty" / "faulty.wasm"
-SAMPLE_CSV = ROOT / "examples" / "data" / "eurusd_1h.csv"
+SAMPLE_CSV = ROOT / "examples" / "data" / "btcusdt_1m_synthetic.csv"
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 MINUTE = 60_000

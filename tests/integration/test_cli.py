@@ -49,11 +49,11 @@ apiVersion: kubetrade.io/v1alpha1
 kind: LiveTradingSession
 metadata: {{name: cli-test}}
 spec:
-  symbols: [EURUSD]
-  interval: 1h
+  symbols: [BTCUSDT]
+  interval: 1m
   strategy:
     path: {SMA_WASM}
-    config: {{fastPeriod: 5, slowPeriod: 20, quantity: 1000}}
+    config: {{fastPeriod: 5, slowPeriod: 20, quantity: 0.05}}
   marketData:
     provider: replay
     config: {{path: {SAMPLE_CSV}, speed: {speed}}}
@@ -90,14 +90,14 @@ def test_max_bars_stops_early(tmp_path: Path) -> None:
 
 
 def test_flag_form_runs_the_same_session(tmp_path: Path) -> None:
-    (tmp_path / "strategy.json").write_text('{"fastPeriod": 5, "slowPeriod": 20, "quantity": 1000}')
+    (tmp_path / "strategy.json").write_text('{"fastPeriod": 5, "slowPeriod": 20, "quantity": 0.05}')
     (tmp_path / "md.yaml").write_text(f"path: {SAMPLE_CSV}\n")
     flags_out, file_out = tmp_path / "flags.json", tmp_path / "file.json"
     result = run(
         "run", "--no-http", "--summary-json", flags_out,
         "--strategy-wasm", SMA_WASM, "--strategy-config", tmp_path / "strategy.json",
         "--market-data-provider", "replay", "--market-data-config", tmp_path / "md.yaml",
-        "--trading-provider", "paper", "--symbols", "EURUSD", "--interval", "1h",
+        "--trading-provider", "paper", "--symbols", "BTCUSDT", "--interval", "1m",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert run("run", "--no-http", "--summary-json", file_out, session_file(tmp_path)).returncode == 0
@@ -108,7 +108,7 @@ def test_flag_form_runs_the_same_session(tmp_path: Path) -> None:
 
 def test_malformed_session_is_refused_with_the_field_and_fix(tmp_path: Path) -> None:
     path = session_file(tmp_path, extra="    config: {initialCash: -5}\n")
-    path.write_text(path.read_text().replace("interval: 1h", "interval: 7x"))
+    path.write_text(path.read_text().replace("interval: 1m", "interval: 7x"))
     result = run("run", "--no-http", path)
     assert result.returncode == 2
     assert "spec.trading.config.initialCash" in result.stderr
@@ -148,12 +148,12 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_sigterm_finishes_the_bar_and_exits_zero_while_serving_http(tmp_path: Path) -> None:
-    # 60 hours of data a second: the 5000-bar file would take ~80 s.
+    # 3600 minutes of data a second: the 5000-bar file would take ~80 s.
     port = free_port()
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
         [str(KUBETRADE), "run", "--http-port", str(port), "--summary-json", str(out),
-         str(session_file(tmp_path, speed=216_000))],
+         str(session_file(tmp_path, speed=3_600))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONSAFEPATH": "1"},
     )  # fmt: skip
@@ -174,7 +174,7 @@ def test_sigterm_finishes_the_bar_and_exits_zero_while_serving_http(tmp_path: Pa
         assert _get(f"http://127.0.0.1:{port}/readyz")[0] == 200
         code, metrics = _get(f"http://127.0.0.1:{port}/metrics")
         assert code == 200
-        assert 'kubetrade_bars_total{session="cli-test",symbol="EURUSD"}' in metrics
+        assert 'kubetrade_bars_total{session="cli-test",symbol="BTCUSDT"}' in metrics
         assert "kubetrade_last_bar_time_seconds" in metrics
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
@@ -192,7 +192,7 @@ def test_ctrl_c_is_a_clean_stop_too(tmp_path: Path, signum: int) -> None:
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
         [str(KUBETRADE), "run", "--no-http", "--summary-json", str(out),
-         str(session_file(tmp_path, speed=36_000))],
+         str(session_file(tmp_path, speed=600))],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONSAFEPATH": "1"},
     )  # fmt: skip

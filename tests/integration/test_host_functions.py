@@ -133,20 +133,28 @@ async def test_host_error_traps_the_call_and_the_engine_goes_on(
     assert stopped.summary.strategy_errors == 3 and stopped.summary.bars == 9
 
 
-async def test_panics_and_errors_are_reported_per_bar(
+async def test_errors_are_reported_and_a_panicked_strategy_is_restarted(
     tmp_path: Path, make_engine: EngineFactory
 ) -> None:
+    # faulty counts bars in memory: errors on its even bars, a panic on its 5th.
+    # After the panic the engine starts a fresh instance, whose count restarts.
     data = write_bars(tmp_path / "bars.csv", "BTC", flat_rows([100.0] * 10))
-    events = await run(make_engine(spec(FAULTY_WASM, data, "{panicEvery: 4, errorEvery: 5}")))
+    events = await run(make_engine(spec(FAULTY_WASM, data, "{panicEvery: 5, errorEvery: 2}")))
     errors = {
         (e.bar.time - T0) // MINUTE + 1: e.message
         for e in events
         if isinstance(e, ev.StrategyError) and e.bar
     }
-    assert sorted(errors) == [4, 5, 8, 10]
-    assert "deliberate error on bar 5" in errors[5]
+    assert sorted(errors) == [2, 4, 5, 7, 9, 10]
+    assert "deliberate error on bar 2" in errors[2] and "deliberate error on bar 4" in errors[4]
+    assert "deliberate panic on bar 5" in errors[5] and "deliberate error on bar 2" in errors[7]
+    restarts = [e for e in events if isinstance(e, ev.EngineError) and "restarted" in e.message]
+    assert len(restarts) == 2
     ok = [int(e.fields["bar"]) for e in events if isinstance(e, ev.StrategyLog)]
-    assert ok == [1, 2, 3, 6, 7, 9]
+    assert ok == [1, 3, 1, 3]
+    stopped = events[-1]
+    assert isinstance(stopped, ev.EngineStopped) and stopped.error is None
+    assert stopped.summary.bars == 10 and stopped.summary.strategy_errors == 6
 
 
 async def test_strategy_that_fails_to_initialize_stops_the_session(
@@ -182,11 +190,12 @@ async def test_infinite_loop_is_cut_off_and_next_bars_still_run(
         spec(FAULTY_WASM, data, "{loopOnBar: 2}", "strategyCallTimeoutSeconds: 0.5")
     )
     events = await run(engine)
+    # The loop on its 2nd bar is cut off; the fresh instance loops on its own 2nd bar.
     errors = [e for e in events if isinstance(e, ev.StrategyError)]
-    assert len(errors) == 1 and errors[0].bar is not None
-    assert errors[0].bar.time == T0 + MINUTE
+    assert [(e.bar.time - T0) // MINUTE + 1 for e in errors if e.bar] == [2, 4]
+    assert all("exceeded 0.5s" in e.message for e in errors)
     ok = [int(e.fields["bar"]) for e in events if isinstance(e, ev.StrategyLog)]
-    assert ok == [1, 3, 4]
+    assert ok == [1, 1]
 
 
 async def test_callbacks_see_every_phase_and_stop_is_always_called(

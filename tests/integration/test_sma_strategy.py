@@ -124,11 +124,11 @@ def read_closes(path: Path) -> list[tuple[int, float]]:
 
 async def test_sample_replay_matches_an_independent_model(make_engine: EngineFactory) -> None:
     spec = f"""
-    symbols: [EURUSD]
-    interval: 1h
+    symbols: [BTCUSDT]
+    interval: 1m
     strategy:
       path: {SMA_WASM}
-      config: {{fastPeriod: 5, slowPeriod: 20, quantity: 1000}}
+      config: {{fastPeriod: 5, slowPeriod: 20, quantity: 0.05}}
     marketData:
       provider: replay
       config: {{path: {SAMPLE_CSV}}}
@@ -146,7 +146,7 @@ async def test_sample_replay_matches_an_independent_model(make_engine: EngineFac
         warmup=20,
         fast=5,
         slow=20,
-        quantity=1000,
+        quantity=0.05,
         cash=10_000,
         fee_bps=1,
         slip_bps=0.5,
@@ -155,7 +155,7 @@ async def test_sample_replay_matches_an_independent_model(make_engine: EngineFac
     assert [(f.time, f.side, f.quantity) for f in fills] == [(t, s, q) for t, s, q, _ in expected]
     assert [f.price for f in fills] == pytest.approx([p for *_, p in expected], rel=1e-12)
     assert engine.state.book.ledger.cash == pytest.approx(cash, rel=1e-9)
-    assert engine.state.book.ledger.quantity("EURUSD") == held
+    assert engine.state.book.ledger.quantity("BTCUSDT") == held
 
 
 async def test_same_input_gives_same_orders(tmp_path: Path, make_engine: EngineFactory) -> None:

@@ -49,15 +49,19 @@ async def collect(provider: ReplayProvider, limit: int | None = None) -> list[Ba
 
 
 async def test_sample_dataset_csv_and_parquet_give_identical_bars() -> None:
-    symbols = ("EURUSD",)
-    from_csv = ReplayProvider(path=EXAMPLES / "eurusd_1h.csv", symbols=symbols, interval_ms=HOUR)
+    symbols = ("BTCUSDT",)
+    from_csv = ReplayProvider(
+        path=EXAMPLES / "btcusdt_1m_synthetic.csv", symbols=symbols, interval_ms=MINUTE
+    )
     from_parquet = ReplayProvider(
-        path=EXAMPLES / "eurusd_1h.parquet", symbols=symbols, interval_ms=HOUR
+        path=EXAMPLES / "btcusdt_1m_synthetic.parquet", symbols=symbols, interval_ms=MINUTE
     )
     csv_bars, parquet_bars = await collect(from_csv), await collect(from_parquet)
     assert len(csv_bars) == 5000
     assert csv_bars == parquet_bars
-    assert csv_bars[0] == Bar("EURUSD", 1_492_592_400_000, 1.0716, 1.0722, 1.07083, 1.07219, 1413)
+    assert csv_bars[0] == Bar(
+        "BTCUSDT", 1_709_510_400_000, 62000.0, 62003.59, 61913.16, 61917.84, 33.78482
+    )
 
 
 async def test_csv_and_parquet_agree_for_a_multi_symbol_file(tmp_path: Path) -> None:
