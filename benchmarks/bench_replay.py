@@ -61,7 +61,7 @@ async def main(seconds: float) -> dict[str, object]:
         path=DATA / "btcusdt_1m_synthetic.csv", symbols=["BTCUSDT"], interval_ms=MINUTE, loop=True
     )
     synthetic = SyntheticProvider(
-        symbols=["A", "B"], interval_ms=HOUR, start_time_ms=0, bars=50_000
+        symbols=["A", "B"], interval_ms=MINUTE, start_time_ms=0, bars=50_000
     )
     return {
         "benchmark": "replay",

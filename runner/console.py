@@ -85,8 +85,7 @@ class ConsoleReporter:
 
     def _status(self) -> str:
         return (
-            f"bars {self.bars}  orders {self.orders}  fills {self.fills}  "
-            f"last bar {self.last_bar}"
+            f"bars {self.bars}  orders {self.orders}  fills {self.fills}  last bar {self.last_bar}"
         )
 
     def _line(self, text: str) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -101,6 +101,10 @@ class Engine:
         if self._waiting_task is not None:
             self._waiting_task.cancel()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested
+
     async def run_with(self, callbacks: ev.EngineCallbacks) -> ev.Summary:
         """Run to the end, dispatching events to callbacks; on_engine_stop always runs."""
         stopped: ev.EngineStopped | None = None
@@ -119,7 +123,7 @@ class Engine:
             raise EngineFailure(stopped.error)
         return stopped.summary
 
-    async def run(self) -> AsyncIterator[ev.Event]:
+    async def run(self) -> AsyncGenerator[ev.Event, None]:
         self._started = time.monotonic()
         error: str | None = None
         try:
@@ -181,7 +185,7 @@ class Engine:
             except StopAsyncIteration:
                 break
             except asyncio.CancelledError:
-                if not self._stop_requested or task is None:
+                if not self.stopping or task is None:
                     raise
                 task.uncancel()  # our own stop request, not a cancellation from outside
                 break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubetrade.runner.domain import Bar, Fill, Order
 
@@ -123,27 +124,20 @@ class EngineCallbacks:
     on_strategy_log: Callable[[StrategyLog], None] | None = None
 
     def dispatch(self, event: Event) -> None:
-        handler: Callable[..., None] | None
-        match event:
-            case MarketData():
-                handler = self.on_market_data
-            case OrderPlaced():
-                handler = self.on_order_placed
-            case OrderFilled():
-                handler = self.on_order_filled
-            case OrderRejected():
-                handler = self.on_order_rejected
-            case OrderCancelled():
-                handler = self.on_order_cancelled
-            case StrategyError():
-                handler = self.on_strategy_error
-            case StrategyLog():
-                handler = self.on_strategy_log
-            case EngineError():
-                handler = self.on_error
-            case EngineStarted():
-                handler = self.on_engine_start
-            case EngineStopped():
-                handler = self.on_engine_stop
+        handler: Callable[[Any], None] | None = getattr(self, _HANDLERS[type(event)])
         if handler is not None:
             handler(event)
+
+
+_HANDLERS: dict[type, str] = {
+    EngineStarted: "on_engine_start",
+    EngineStopped: "on_engine_stop",
+    MarketData: "on_market_data",
+    OrderPlaced: "on_order_placed",
+    OrderFilled: "on_order_filled",
+    OrderRejected: "on_order_rejected",
+    OrderCancelled: "on_order_cancelled",
+    EngineError: "on_error",
+    StrategyError: "on_strategy_error",
+    StrategyLog: "on_strategy_log",
+}

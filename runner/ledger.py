@@ -70,5 +70,7 @@ class Ledger:
 
     def market_value(self, marks: dict[str, float]) -> float:
         return sum(
-            p.quantity * marks.get(s, p.average_cost) for s, p in self.positions.items() if p.quantity
+            p.quantity * marks.get(s, p.average_cost)
+            for s, p in self.positions.items()
+            if p.quantity
         )

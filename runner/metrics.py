@@ -15,11 +15,15 @@ class SessionMetrics:
         self.session = session
         self.registry = r = registry or CollectorRegistry()
         labels = ["session"]
-        self._bars = Counter("kubetrade_bars", "Closed bars processed", [*labels, "symbol"], registry=r)
+        self._bars = Counter(
+            "kubetrade_bars", "Closed bars processed", [*labels, "symbol"], registry=r
+        )
         self._orders = Counter(
             "kubetrade_orders", "Orders by final or current status", [*labels, "status"], registry=r
         )
-        self._fills = Counter("kubetrade_fills", "Fills received from the broker", labels, registry=r)
+        self._fills = Counter(
+            "kubetrade_fills", "Fills received from the broker", labels, registry=r
+        )
         self._strategy_errors = Counter(
             "kubetrade_strategy_errors", "Strategy calls that failed or trapped", labels, registry=r
         )

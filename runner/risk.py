@@ -69,11 +69,15 @@ class RiskGate:
                 f"symbol {order.symbol!r} is not traded by this session (symbols: {allowed})",
             )
         if not (math.isfinite(order.quantity) and order.quantity > 0):
-            return Refusal(RejectReason.INVALID_QUANTITY, f"quantity must be > 0, got {order.quantity}")
+            return Refusal(
+                RejectReason.INVALID_QUANTITY, f"quantity must be > 0, got {order.quantity}"
+            )
         if order.order_type is OrderType.LIMIT and not (
             math.isfinite(order.price) and order.price > 0
         ):
-            return Refusal(RejectReason.INVALID_PRICE, f"limit price must be > 0, got {order.price}")
+            return Refusal(
+                RejectReason.INVALID_PRICE, f"limit price must be > 0, got {order.price}"
+            )
         return None
 
     def _limits(self, order: Order, book: Book, reference_price: float) -> Refusal | None:
@@ -83,14 +87,14 @@ class RiskGate:
         held = book.ledger.quantity(order.symbol)
         buying = book.pending_quantity(order.symbol, Side.BUY)
         selling = book.pending_quantity(order.symbol, Side.SELL)
-        if order.side is Side.SELL and not limits.allow_short:
-            if order.quantity > held - selling + 1e-12:
-                return Refusal(
-                    RejectReason.RISK_LIMIT,
-                    f"selling {order.quantity} {order.symbol} would go short "
-                    f"(held {held}, already selling {selling}); short selling is off "
-                    "(spec.risk.allowShort)",
-                )
+        shorting = order.side is Side.SELL and order.quantity > held - selling + 1e-12
+        if shorting and not limits.allow_short:
+            return Refusal(
+                RejectReason.RISK_LIMIT,
+                f"selling {order.quantity} {order.symbol} would go short "
+                f"(held {held}, already selling {selling}); short selling is off "
+                "(spec.risk.allowShort)",
+            )
         if limits.max_order_notional is not None and notional > limits.max_order_notional:
             return Refusal(
                 RejectReason.RISK_LIMIT,

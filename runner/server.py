@@ -20,7 +20,7 @@ from kubetrade.runner.engine import Engine
 @dataclass(slots=True)
 class RunnerServer:
     engine: Engine
-    host: str = "0.0.0.0"  # noqa: S104 - the pod's probes and Prometheus reach it from outside
+    host: str = "0.0.0.0"
     port: int = 9102
     _runner: web.AppRunner | None = None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 SMA_WASM = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"
 HOSTCHECK_WASM = ROOT / "strategies" / "examples" / "hostcheck" / "hostcheck.wasm"

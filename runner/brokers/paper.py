@@ -83,7 +83,9 @@ class PaperBroker:
         refusal = self._refusal(order)
         if refusal is not None:
             reason, message = refusal
-            return [OrderUpdate(order.client_order_id, OrderStatus.FAILED, order.time, reason, message)]
+            return [
+                OrderUpdate(order.client_order_id, OrderStatus.FAILED, order.time, reason, message)
+            ]
         bar = self.last_bar[order.symbol]
         price = self._execution_price(order, bar.close)
         if price is not None:

@@ -9,6 +9,7 @@ strategy error and goes on with the next bar.
 from __future__ import annotations
 
 import math
+
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from kubetrade.runner import events as ev
@@ -214,9 +215,7 @@ class HostFunctions:
                     fee=fill.fee,
                     pnl=fill.realized_pnl,
                     strategy_name=order.strategy_name if order else "",
-                    reason=pb.Reason(reason=order.reason, message=order.message)
-                    if order
-                    else None,
+                    reason=pb.Reason(reason=order.reason, message=order.message) if order else None,
                     cumulative_pnl=cumulative,
                 )
             )
@@ -248,12 +247,12 @@ class HostFunctions:
             markers=[
                 pb.Mark(
                     color=m.color,
-                    shape=pb.MarkShape.Value(m.shape),
+                    shape=m.shape,
                     title=m.title,
                     message=m.message,
                     category=m.category,
-                    signal_type=pb.SignalType.Value(m.signal_type),
-                    level=pb.MarkLevel.Value(m.level),
+                    signal_type=m.signal_type,
+                    level=m.level,
                 )
                 for m in self._state.marks
             ]

@@ -84,7 +84,9 @@ def test_example_session_writes_the_summary(tmp_path: Path) -> None:
 
 def test_max_bars_stops_early(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    result = run("run", "--no-http", "--max-bars", "250", "--summary-json", out, session_file(tmp_path))
+    result = run(
+        "run", "--no-http", "--max-bars", "250", "--summary-json", out, session_file(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["bars"] == 250
 
@@ -100,7 +102,9 @@ def test_flag_form_runs_the_same_session(tmp_path: Path) -> None:
         "--trading-provider", "paper", "--symbols", "BTCUSDT", "--interval", "1m",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert run("run", "--no-http", "--summary-json", file_out, session_file(tmp_path)).returncode == 0
+    assert (
+        run("run", "--no-http", "--summary-json", file_out, session_file(tmp_path)).returncode == 0
+    )
     flags, file = json.loads(flags_out.read_text()), json.loads(file_out.read_text())
     for key in ("bars", "orders", "fills", "realized_pnl", "equity"):
         assert flags[key] == file[key], key

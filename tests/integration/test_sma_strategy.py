@@ -8,9 +8,8 @@ of the paper broker.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from helpers import MINUTE, SAMPLE_CSV, SMA_WASM, T0, flat_rows, write_bars
