@@ -13,7 +13,8 @@
 # it builds to <dir>/<dir name>.wasm. The bytes are reproducible: the Go toolchain
 # is pinned by go.mod's toolchain line (fetched from the Go module proxy when the
 # local go is another version), paths are trimmed, and every setting that changes
-# the output is fixed here. Go's caches live in <repo>/.cache/go, never in $HOME.
+# the output is fixed here. Go's caches live in $KUBETRADE_CACHE/go (default
+# ~/.cache/kubetrade/go), shared by every checkout on the machine.
 set -euo pipefail
 # The repository root holds a directory named operator/; keep the current
 # directory off sys.path so it never shadows the standard library module.
@@ -36,8 +37,10 @@ esac
 
 command -v go >/dev/null || { echo "build.sh: go is not on PATH" >&2; exit 1; }
 
-# Caches inside the repository (git-ignored), so CI can keep them between runs.
-export GOPATH="$ROOT/.cache/go"
+# One cache per machine, outside the checkout, so a fresh clone (as in CI)
+# reuses the modules and build results of the last one.
+CACHE="${KUBETRADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubetrade}"
+export GOPATH="$CACHE/go"
 export GOMODCACHE="$GOPATH/pkg/mod"
 export GOCACHE="$GOPATH/build"
 # The exact toolchain named in go.mod, whatever go is on PATH.
