@@ -27,6 +27,7 @@ class AssemblyError(Exception):
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     max_bars: int | None = None
+    credentials_dir: Path | None = None  # provider credentials as files, one per key
 
 
 def strategy_path(loaded: LoadedSession) -> Path:
@@ -60,7 +61,11 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         ),
         symbols=frozenset(symbols),
     )
-    broker = create_broker(spec.trading, precision=spec.engine.decimal_precision)
+    broker = create_broker(
+        spec.trading,
+        precision=spec.engine.decimal_precision,
+        credentials_dir=options.credentials_dir,
+    )
     state = SessionState.create(
         session=name,
         symbols=symbols,
@@ -80,7 +85,10 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         return WasmStrategy(wasm, functions, session=name, limits=limits)
 
     market_data, warmup_end = create_market_data(
-        spec, base_dir=loaded.base_dir, warmup_bars=spec.engine.warmup_bars
+        spec,
+        base_dir=loaded.base_dir,
+        warmup_bars=spec.engine.warmup_bars,
+        credentials_dir=options.credentials_dir,
     )
     return Engine(
         state=state,

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from kubetrade.runner import events as ev
 from kubetrade.runner.assemble import AssemblyError, RunOptions, build_engine
 from kubetrade.runner.brokers import BrokerError
 from kubetrade.runner.console import ConsoleReporter
+from kubetrade.runner.credentials import CredentialsError
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.marketdata import MarketDataError
 from kubetrade.runner.server import RunnerServer
@@ -36,7 +38,14 @@ from kubetrade.runner.strategy.host import StrategyLoadError
 
 log = logging.getLogger("kubetrade.cli")
 
-_SETUP_ERRORS = (SessionError, AssemblyError, StrategyLoadError, MarketDataError, BrokerError)
+_SETUP_ERRORS = (
+    SessionError,
+    AssemblyError,
+    StrategyLoadError,
+    MarketDataError,
+    BrokerError,
+    CredentialsError,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-http", action="store_true", help="do not serve HTTP endpoints")
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument(
+        "--credentials-dir",
+        type=Path,
+        default=os.environ.get("KUBETRADE_CREDENTIALS_DIR") or None,
+        help="provider credentials as files, one per key (default: $KUBETRADE_CREDENTIALS_DIR)",
+    )
     flags = run.add_argument_group("a session from flags instead of a file")
     flags.add_argument("--strategy-wasm", type=Path)
     flags.add_argument("--strategy-config", type=Path, help="JSON or YAML file")
@@ -122,7 +137,9 @@ def _load(args: argparse.Namespace) -> LoadedSession:
 def _run(args: argparse.Namespace) -> int:
     try:
         loaded = _load(args)
-        engine = build_engine(loaded, RunOptions(max_bars=args.max_bars))
+        engine = build_engine(
+            loaded, RunOptions(max_bars=args.max_bars, credentials_dir=args.credentials_dir)
+        )
     except _SETUP_ERRORS as exc:
         print(f"kubetrade: {exc}", file=sys.stderr)
         return 2

@@ -128,6 +128,7 @@ class Engine:
         error: str | None = None
         try:
             await self.broker.connect()
+            self._adopt_account()
             name = self._start_strategy()
             yield ev.EngineStarted(self.state.symbols, self.options.interval, name)
             await self._warm_up()
@@ -147,6 +148,13 @@ class Engine:
         yield ev.EngineStopped(self.summary(), error)
 
     # -- phases ------------------------------------------------------------------
+
+    def _adopt_account(self) -> None:
+        """Start the book from the venue's cash and holdings, which are the truth."""
+        ledger = self.state.book.ledger
+        ledger.cash = self.broker.account().balance
+        for symbol, position in self.broker.positions().items():
+            ledger.positions[symbol] = replace(position)
 
     def _start_strategy(self) -> str:
         try:

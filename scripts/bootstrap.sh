@@ -36,7 +36,13 @@ stamp="$VENV/.kubetrade-deps"
 if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
     target="$ROOT"
     [[ -n "$EXTRAS" ]] && target="$ROOT[$EXTRAS]"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        -c "$ROOT/constraints.txt" -e "$target"
+    # pip and the build backend are chatty; keep their output for a failure.
+    log="$VENV/bootstrap.log"
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check \
+        -c "$ROOT/constraints.txt" -e "$target" >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "bootstrap: installing Python dependencies failed (log above)" >&2
+        exit 1
+    fi
     echo "$want" >"$stamp"
 fi

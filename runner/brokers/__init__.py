@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kubetrade.runner.brokers.base import Broker, BrokerError, BrokerEvent, OrderUpdate
 from kubetrade.runner.brokers.paper import FeeModel, PaperBroker
+from kubetrade.runner.credentials import load_credentials
 from kubetrade.runner.spec import PaperConfig, TradingSpec
 
 __all__ = ["Broker", "BrokerError", "BrokerEvent", "OrderUpdate", "create_broker"]
 
 
-def create_broker(trading: TradingSpec, *, precision: int) -> Broker:
+def create_broker(
+    trading: TradingSpec, *, precision: int, credentials_dir: Path | None = None
+) -> Broker:
+    if trading.is_live and not trading.confirm_live:
+        # The spec refuses this already; a second lock on the door that loses money.
+        raise BrokerError(
+            f"spec.trading.confirmLive: provider {trading.provider!r} trades real money; "
+            "set spec.trading.confirmLive: true to confirm"
+        )
     config = trading.parsed()
     if isinstance(config, PaperConfig):
         return PaperBroker(
@@ -23,7 +34,14 @@ def create_broker(trading: TradingSpec, *, precision: int) -> Broker:
             slippage_bps=config.slippage_bps,
             precision=precision,
         )
-    raise BrokerError(
-        f"spec.trading.provider: {trading.provider!r} is not available in this kubetrade "
-        "version yet; use 'paper'"
-    )
+    credentials = load_credentials(trading.provider, directory=credentials_dir)
+    # Venue adapters import their client libraries only when a session uses them.
+    if trading.provider in ("binance-paper", "binance-live", "ccxt"):
+        from kubetrade.runner.brokers import ccxt_broker
+
+        return ccxt_broker.create(trading, precision=precision, credentials=credentials)
+    if trading.provider in ("ibkr-paper", "ibkr-live"):
+        from kubetrade.runner.brokers import ibkr
+
+        return ibkr.create(trading, precision=precision, credentials=credentials)
+    raise BrokerError(f"spec.trading.provider: unknown provider {trading.provider!r}")

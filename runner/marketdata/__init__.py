@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kubetrade.runner.credentials import load_credentials
 from kubetrade.runner.domain import datetime_to_ms
 from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
 from kubetrade.runner.marketdata.replay import ReplayProvider
@@ -14,7 +15,7 @@ __all__ = ["MarketDataError", "MarketDataProvider", "create_market_data"]
 
 
 def create_market_data(
-    spec: SessionSpec, *, base_dir: Path, warmup_bars: int
+    spec: SessionSpec, *, base_dir: Path, warmup_bars: int, credentials_dir: Path | None = None
 ) -> tuple[MarketDataProvider, dict[str, int] | None]:
     """The provider, and per symbol the time before which warm-up history ends.
 
@@ -49,7 +50,16 @@ def create_market_data(
             speed=config.speed,
         )
         return synthetic, dict.fromkeys(symbols, start)
+    credentials = load_credentials(spec.market_data.provider, directory=credentials_dir)
+    # Network providers import their client libraries only when a session uses them.
+    if spec.market_data.provider == "binance":
+        from kubetrade.runner.marketdata import binance
+
+        return binance.create(spec, credentials=credentials), None
+    if spec.market_data.provider == "polygon":
+        from kubetrade.runner.marketdata import polygon
+
+        return polygon.create(spec, credentials=credentials), None
     raise MarketDataError(
-        f"spec.marketData.provider: {spec.market_data.provider!r} is not available in this "
-        "kubetrade version yet; use 'replay' or 'synthetic'"
+        f"spec.marketData.provider: unknown provider {spec.market_data.provider!r}"
     )
