@@ -1,0 +1,115 @@
+"""End-to-end replay throughput and per-bar latency of the engine; prints JSON.
+
+    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/bench_engine.py [--bars 20000] [--runs 3]
+
+Runs the example SMA strategy (compiled Go, in the wasm sandbox) over synthetic
+bars with the paper broker, as `kubetrade run` would, and reports bars/s for the
+whole run (best of N) and the distribution of time spent per bar inside the
+engine (broker step, window, strategy call, order submission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from kubetrade.runner import events as ev
+from kubetrade.runner.assemble import build_engine
+from kubetrade.runner.engine import Engine
+from kubetrade.runner.session_file import load_session
+
+ROOT = Path(__file__).resolve().parents[1]
+SMA = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"
+
+
+def session(directory: Path, bars: int) -> Path:
+    path = directory / "bench.yaml"
+    path.write_text(
+        f"""
+apiVersion: kubetrade.io/v1alpha1
+kind: LiveTradingSession
+metadata: {{name: bench}}
+spec:
+  symbols: [BTCUSDT]
+  interval: 1m
+  strategy:
+    path: {SMA}
+    config: {{fastPeriod: 5, slowPeriod: 20, quantity: 0.01}}
+  marketData:
+    provider: synthetic
+    config: {{seed: 7, startPrice: 60000, volatility: 0.001, bars: {bars}}}
+  trading:
+    provider: paper
+    config: {{initialCash: 1000000, feeBps: 1}}
+"""
+    )
+    return path
+
+
+async def run_once(engine: Engine) -> tuple[float, list[float], ev.Summary]:
+    per_bar: list[float] = []
+    on_bar = engine._on_bar  # time the per-bar work, not the event plumbing around it
+
+    async def timed(bar):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        out = await on_bar(bar)
+        per_bar.append(time.perf_counter() - start)
+        return out
+
+    engine._on_bar = timed  # type: ignore[method-assign]
+    start = time.perf_counter()
+    summary = None
+    async for event in engine.run():
+        if isinstance(event, ev.EngineStopped):
+            summary = event.summary
+    assert summary is not None
+    return time.perf_counter() - start, per_bar, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bars", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = session(Path(tmp), args.bars)
+        best = float("inf")
+        latencies: list[float] = []
+        summary = None
+        for _ in range(args.runs):
+            engine = build_engine(load_session(path))
+            elapsed, per_bar, summary = asyncio.run(run_once(engine))
+            if elapsed < best:
+                best, latencies = elapsed, per_bar
+    assert summary is not None
+    latencies.sort()
+    us = [x * 1e6 for x in latencies]
+    print(
+        json.dumps(
+            {
+                "benchmark": "engine_replay_sma_paper",
+                "bars": summary.bars,
+                "orders": summary.orders,
+                "bars_per_s": round(summary.bars / best),
+                "per_bar_us": {
+                    "p50": round(statistics.median(us), 1),
+                    "p99": round(us[int(len(us) * 0.99)], 1),
+                    "max": round(us[-1], 1),
+                },
+                "runs": args.runs,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
