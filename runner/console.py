@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -24,6 +25,7 @@ def _order_text(order: Order) -> str:
 class ConsoleReporter:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     quiet: bool = False
+    equity: Callable[[], float] | None = None  # read when the status line is drawn
     refresh_s: float = 0.25
     bars: int = 0
     orders: int = 0
@@ -77,15 +79,22 @@ class ConsoleReporter:
         now = time.monotonic()
         if now < self._next_draw:
             return
-        self._next_draw = now + self.refresh_s
         if self.out.isatty():
+            self._next_draw = now + self.refresh_s
             self.out.write(f"\r{self._status()}")
             self.out.flush()
             self._status_shown = True
+        else:
+            # A log file or pipe gets a plain progress line now and then.
+            self._next_draw = now + 40 * self.refresh_s
+            self.out.write(self._status() + "\n")
+            self.out.flush()
 
     def _status(self) -> str:
+        equity = f"  equity {self.equity():.2f}" if self.equity is not None else ""
         return (
-            f"bars {self.bars}  orders {self.orders}  fills {self.fills}  last bar {self.last_bar}"
+            f"bars {self.bars}  orders {self.orders}  fills {self.fills}{equity}  "
+            f"last bar {self.last_bar}"
         )
 
     def _line(self, text: str) -> None:
