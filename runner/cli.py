@@ -146,9 +146,7 @@ def _run(args: argparse.Namespace) -> int:
     port = None if args.no_http else args.http_port
     if port is None and not args.no_http:
         port = loaded.session.spec.metrics_port
-    reporter = ConsoleReporter(
-        quiet=args.quiet, equity=lambda: engine.state.book.account().equity
-    )
+    reporter = ConsoleReporter(quiet=args.quiet, equity=lambda: engine.state.book.account().equity)
     try:
         summary, error = asyncio.run(_drive(engine, reporter, port))
     except OSError as exc:
