@@ -11,6 +11,7 @@ from pathlib import Path
 
 from kubetrade.runner.brokers import create_broker
 from kubetrade.runner.engine import Engine, EngineOptions
+from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata import create_market_data
 from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.risk import RiskGate, RiskLimits
@@ -28,6 +29,7 @@ class AssemblyError(Exception):
 class RunOptions:
     max_bars: int | None = None
     credentials_dir: Path | None = None  # provider credentials as files, one per key
+    state_dir: Path | None = None  # the journal lives here; None: nothing is kept
 
 
 def strategy_path(loaded: LoadedSession) -> Path:
@@ -61,10 +63,15 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         ),
         symbols=frozenset(symbols),
     )
+    journal = None
+    if options.state_dir is not None:
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        journal = Journal.open(options.state_dir / "journal.db", session=name)
     broker = create_broker(
         spec.trading,
         precision=spec.engine.decimal_precision,
         credentials_dir=options.credentials_dir,
+        state_dir=options.state_dir,
     )
     state = SessionState.create(
         session=name,
@@ -105,4 +112,5 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
             max_consecutive_strategy_errors=spec.engine.max_consecutive_strategy_errors,
         ),
         metrics=SessionMetrics(session=name),
+        journal=journal,
     )

@@ -24,6 +24,7 @@ class Book:
     # queries them by that name, so keep the mapping to our client order id.
     by_strategy_id: dict[str, str] = field(default_factory=dict)
     open_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    fill_ids: set[str] = field(default_factory=set)
 
     def add(self, order: Order) -> None:
         self.orders[order.client_order_id] = order
@@ -51,8 +52,12 @@ class Book:
         if status.is_final:
             self.open_ids.pop(order.client_order_id, None)
 
+    def has_fill(self, fill_id: str) -> bool:
+        return fill_id in self.fill_ids
+
     def apply_fill(self, fill: Fill) -> tuple[Order | None, Fill]:
         """Record a fill: move the ledger and advance its order."""
+        self.fill_ids.add(fill.fill_id)
         fill = self.ledger.apply(fill)
         self.fills.append(fill)
         order = self.orders.get(fill.client_order_id)

@@ -24,6 +24,7 @@ from kubetrade.runner.brokers import BrokerError
 from kubetrade.runner.console import ConsoleReporter
 from kubetrade.runner.credentials import CredentialsError
 from kubetrade.runner.engine import Engine
+from kubetrade.runner.journal import JournalError
 from kubetrade.runner.marketdata import MarketDataError
 from kubetrade.runner.server import RunnerServer
 from kubetrade.runner.session_file import (
@@ -45,6 +46,7 @@ _SETUP_ERRORS = (
     MarketDataError,
     BrokerError,
     CredentialsError,
+    JournalError,
 )
 
 
@@ -64,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-http", action="store_true", help="do not serve HTTP endpoints")
     run.add_argument("--quiet", action="store_true", help="print only the summary")
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        help="keep the session's journal here and resume from it (a PVC in Kubernetes)",
+    )
     run.add_argument(
         "--credentials-dir",
         type=Path,
@@ -138,7 +145,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         loaded = _load(args)
         engine = build_engine(
-            loaded, RunOptions(max_bars=args.max_bars, credentials_dir=args.credentials_dir)
+            loaded,
+            RunOptions(
+                max_bars=args.max_bars,
+                credentials_dir=args.credentials_dir,
+                state_dir=args.state_dir,
+            ),
         )
     except _SETUP_ERRORS as exc:
         print(f"kubetrade: {exc}", file=sys.stderr)

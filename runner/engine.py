@@ -26,9 +26,12 @@ from typing import Any, Protocol
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
-from kubetrade.runner.domain import Bar, Fill, OrderStatus
+from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus
+from kubetrade.runner.faults import crash_point
+from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata.base import MarketDataProvider
 from kubetrade.runner.metrics import SessionMetrics
+from kubetrade.runner.recovery import account_differences, journal_effects, restore_state
 from kubetrade.runner.state import SessionState
 from kubetrade.runner.strategy.host import StrategyError as StrategyCallError
 
@@ -71,8 +74,11 @@ class Engine:
         options: EngineOptions,
         metrics: SessionMetrics | None = None,
         new_strategy: Callable[[], Strategy] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.state = state
+        self.journal = journal
+        state.journal = journal
         self.strategy = strategy
         # Makes a fresh instance after the strategy itself trapped (see _recover).
         self.new_strategy = new_strategy
@@ -87,6 +93,9 @@ class Engine:
         self._consecutive_errors = 0
         self._last_error = ""
         self._last_time: dict[str, int] = {}
+        self._resume_after: dict[str, int] = {}  # per symbol: bars up to here were processed
+        self._unsent: set[str] = set()
+        self.skipped = 0  # bars already processed before a restart
         self._stop_requested = False
         self._waiting_task: asyncio.Task[Any] | None = None
         self._started = 0.0
@@ -128,9 +137,15 @@ class Engine:
         error: str | None = None
         try:
             await self.broker.connect()
-            self._adopt_account()
+            restored = self._restore()
+            # First settle what the journal left open, so the venue's fills reach the
+            # book; then compare the book with the venue's account, which wins.
+            settled = await self._resolve_orders()
+            settled += self._adopt_account(restored)
             name = self._start_strategy()
             yield ev.EngineStarted(self.state.symbols, self.options.interval, name)
+            for event in settled:
+                yield event
             await self._warm_up()
             async for event in self._stream():
                 yield event
@@ -149,12 +164,59 @@ class Engine:
 
     # -- phases ------------------------------------------------------------------
 
-    def _adopt_account(self) -> None:
-        """Start the book from the venue's cash and holdings, which are the truth."""
+    def _restore(self) -> bool:
+        """Resume from the journal, if it holds a previous run; True if it did."""
+        if self.journal is None:
+            return False
+        snapshot = self.journal.snapshot()
+        self.state.epoch = snapshot.epoch  # new ids never collide with journaled ones
+        if not snapshot.orders and not snapshot.cursor and not snapshot.cache:
+            return False
+        restore_state(self.state, snapshot)
+        self._last_time = dict(snapshot.cursor)
+        self._resume_after = dict(snapshot.cursor)
+        self._unsent = set(snapshot.unsent)
+        return True
+
+    def _adopt_account(self, restored: bool) -> list[ev.Event]:
+        """Take the venue's cash and holdings, which are the truth; report differences."""
         ledger = self.state.book.ledger
-        ledger.cash = self.broker.account().balance
-        for symbol, position in self.broker.positions().items():
-            ledger.positions[symbol] = replace(position)
+        venue_cash = self.broker.account().balance
+        venue_positions = {s: replace(p) for s, p in self.broker.positions().items()}
+        events: list[ev.Event] = []
+        if restored:
+            events = [
+                ev.EngineError(f"reconciled with the venue: {difference}")
+                for difference in account_differences(ledger, venue_cash, venue_positions)
+            ]
+        ledger.cash = venue_cash
+        ledger.positions = venue_positions
+        return events
+
+    async def _resolve_orders(self) -> list[ev.Event]:
+        """Settle every order the journal left open: ask the venue, never send twice."""
+        out: list[ev.Event] = []
+        lookup = getattr(self.broker, "lookup", None)
+        for order in self.state.book.open_orders():
+            unsent = order.client_order_id in self._unsent
+            known = await lookup(order) if lookup is not None else None
+            if known is not None:
+                with self._transaction():
+                    if self.journal is not None:
+                        self.journal.order_sent(order.client_order_id)
+                    self._apply(known, out)
+            elif unsent and lookup is not None:
+                # The venue never saw it: the crash came between journal and send.
+                await self._send(order, out)
+            elif unsent:
+                out.append(
+                    ev.EngineError(
+                        f"order {order.client_order_id} may or may not have reached "
+                        f"{self.broker.name}, which cannot be asked; it was not sent again"
+                    )
+                )
+        self._unsent.clear()
+        return out
 
     def _start_strategy(self) -> str:
         try:
@@ -167,15 +229,18 @@ class Engine:
 
     async def _warm_up(self) -> None:
         """Fill the window with history so the strategy's first bar sees context."""
-        if self.options.warmup_bars <= 0:
+        if self.options.warmup_bars <= 0 and not self._resume_after:
             return
         now = int(time.time() * 1000)  # live data: history up to now
-        ends = self.options.warmup_end or {}
+        ends = dict(self.options.warmup_end or {})
+        count = self.options.warmup_bars
+        if self._resume_after:
+            # After a restart the window is rebuilt as it was at the last processed bar.
+            ends.update({s: t + 1 for s, t in self._resume_after.items()})
+            count = self.state.window.size
         for symbol in self.state.symbols:
             end = ends.get(symbol, now)
-            for bar in await self.market_data.history(
-                symbol, end=end, count=self.options.warmup_bars
-            ):
+            for bar in await self.market_data.history(symbol, end=end, count=count):
                 self.state.window.append(bar)
                 self.state.book.marks[symbol] = bar.close
                 self._last_time[symbol] = bar.time
@@ -208,29 +273,29 @@ class Engine:
         state = self.state
         last = self._last_time.get(bar.symbol)
         if bar.symbol not in state.symbols or (last is not None and bar.time <= last):
+            if bar.time <= self._resume_after.get(bar.symbol, -1):
+                self.skipped += 1  # processed before the restart: expected, not an error
+                return []
             reason = "an unknown symbol" if last is None else "not newer than the last bar"
             return [ev.EngineError(f"dropped bar {bar.symbol}@{bar.time}: {reason}")]
         self._last_time[bar.symbol] = bar.time
         out: list[ev.Event] = []
-        self._apply(await self.broker.on_bar(bar), out)
-        state.begin_bar(bar)
-        self.bars += 1
-        self.metrics.bar(bar.symbol, bar.time)
-        out.append(ev.MarketData(bar))
-        try:
-            self.strategy.process_data(bar)
-            self._consecutive_errors = 0
-        except StrategyCallError as exc:
-            self.strategy_errors += 1
-            self._consecutive_errors += 1
-            self._last_error = str(exc)
-            self.metrics.strategy_error()
-            out.append(ev.StrategyError(bar, self._last_error))
-            if exc.trapped and exc.host_function is None:
-                out.append(self._recover())
-        # Events the host functions emitted during the call (placements, logs).
-        out.extend(state.events)
-        state.events.clear()
+        # One transaction holds the bar's decisions: the venue's news, the strategy's
+        # effects, its order intents and the cursor. Orders leave only after it commits.
+        with self._transaction():
+            self._apply(await self.broker.on_bar(bar), out)
+            state.begin_bar(bar)
+            self.bars += 1
+            self.metrics.bar(bar.symbol, bar.time)
+            out.append(ev.MarketData(bar))
+            self._call_strategy(bar, out)
+            # Events the host functions emitted during the call (placements, logs).
+            out.extend(state.events)
+            state.events.clear()
+            if self.journal is not None:
+                journal_effects(self.journal, state, out)
+                self.journal.cursor(bar.symbol, bar.time)
+            crash_point("bar-journaled")
         await self._send_orders(out)
         a = state.book.account()
         self.metrics.account(a.equity, a.realized_pnl, a.unrealized_pnl)
@@ -242,6 +307,22 @@ class Engine:
                 f"{self._last_error}"
             )
         return out
+
+    def _call_strategy(self, bar: Bar, out: list[ev.Event]) -> None:
+        try:
+            self.strategy.process_data(bar)
+            self._consecutive_errors = 0
+        except StrategyCallError as exc:
+            self.strategy_errors += 1
+            self._consecutive_errors += 1
+            self._last_error = str(exc)
+            self.metrics.strategy_error()
+            out.append(ev.StrategyError(bar, self._last_error))
+            if exc.trapped and exc.host_function is None:
+                out.append(self._recover())
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self.journal.transaction() if self.journal else contextlib.nullcontext()
 
     def _recover(self) -> ev.Event:
         """Replace a strategy instance that trapped on its own.
@@ -270,18 +351,36 @@ class Engine:
         while state.outbox:
             order = state.outbox.pop(0)
             self.metrics.order("PLACED")
-            self._apply(await self.broker.submit(order), out)
+            await self._send(order, out)
         while state.cancels:
             order = state.cancels.pop(0)
-            self._apply(await self.broker.cancel(order), out)
+            updates = await self.broker.cancel(order)
+            with self._transaction():
+                self._apply(updates, out)
+
+    async def _send(self, order: Order, out: list[ev.Event]) -> None:
+        crash_point("before-send")
+        updates = await self.broker.submit(order)
+        crash_point("after-send")
+        with self._transaction():
+            if self.journal is not None:
+                self.journal.order_sent(order.client_order_id)
+            self._apply(updates, out)
 
     def _apply(self, updates: list[BrokerEvent], out: list[ev.Event]) -> None:
         """Record what the venue reports in the book and as events."""
         book = self.state.book
+        journal = self.journal
         for update in updates:
             if isinstance(update, Fill):
+                if book.has_fill(update.fill_id):
+                    continue  # already booked (a venue may report a fill again after a restart)
                 order, fill = book.apply_fill(update)
                 self.metrics.fill()
+                if journal is not None:
+                    journal.fill(fill)
+                    if order is not None:
+                        journal.order_update(order)
                 if order is not None:
                     out.append(ev.OrderFilled(replace(order), fill))
                     if order.status is OrderStatus.FILLED:
@@ -293,9 +392,11 @@ class Engine:
         order = self.state.book.orders.get(update.client_order_id)
         if order is None or order.status.is_final:
             return
+        if update.status in (OrderStatus.PENDING, OrderStatus.FILLED):
+            return  # accepted or resting: nothing changes; fills (not statuses) fill orders
         self.state.book.set_status(order, update.status, update.time, update.reason, update.message)
-        if update.status is OrderStatus.PENDING:
-            return
+        if self.journal is not None:
+            self.journal.order_update(order)
         self.metrics.order(update.status.value)
         event_type: Callable[..., ev.Event] = (
             ev.OrderCancelled if update.status is OrderStatus.CANCELLED else ev.OrderRejected
@@ -307,6 +408,11 @@ class Engine:
             self.strategy.close()
         except Exception:
             log.exception("error while closing the strategy")
+        if self.journal is not None:
+            try:
+                self.journal.close()
+            except Exception:
+                log.exception("error while closing the journal")
         for close in (self.market_data.close, self.broker.close):
             try:
                 await close()

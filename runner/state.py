@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.book import Book
 from kubetrade.runner.domain import Bar, Mark, Order, OrderStatus, OrderType, RejectReason
+from kubetrade.runner.journal import Journal
 from kubetrade.runner.ledger import Ledger
 from kubetrade.runner.risk import RiskGate
 from kubetrade.runner.window import Window
@@ -29,6 +31,18 @@ def client_order_id(session: str, epoch: int, sequence: int) -> str:
     """
     digest = hashlib.sha256(session.encode()).hexdigest()[:8]
     return f"kt{digest}-{epoch}-{sequence}"
+
+
+class StrategyCache(dict[str, str]):
+    """The strategy's key/value cache; remembers which keys changed since the last flush."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.dirty: set[str] = set()
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key, value)
+        self.dirty.add(key)
 
 
 class HostCallError(Exception):
@@ -47,11 +61,13 @@ class SessionState:
     sequence: int = 0
     now: int = 0  # bar time of the bar being processed: the strategy's clock
     strategy_name: str = ""
-    cache: dict[str, str] = field(default_factory=dict)
+    cache: StrategyCache = field(default_factory=StrategyCache)
     marks: list[Mark] = field(default_factory=list)
+    marks_journaled: int = 0
     outbox: list[Order] = field(default_factory=list)  # accepted, not yet sent
     cancels: list[Order] = field(default_factory=list)  # sent, cancel requested
     events: list[ev.Event] = field(default_factory=list)  # emitted during a call
+    journal: Journal | None = None
 
     @classmethod
     def create(
@@ -96,6 +112,8 @@ class SessionState:
             self._refuse(order, OrderStatus.REJECTED, refusal.reason, refusal.message)
             return
         self.book.add(order)
+        if self.journal is not None:
+            self.journal.order_intent(order)  # recorded before it can leave the process
         self.outbox.append(order)
         self.events.append(ev.OrderPlaced(replace(order)))
 
@@ -106,6 +124,8 @@ class SessionState:
             # Never sent: it can be withdrawn here without asking the venue.
             self.outbox.remove(order)
             self.book.set_status(order, OrderStatus.CANCELLED, self.now, "cancelled", "")
+            if self.journal is not None:
+                self.journal.order_update(order)
             self.events.append(ev.OrderCancelled(replace(order)))
             return
         if order not in self.cancels:
@@ -126,4 +146,6 @@ class SessionState:
     def _refuse(self, order: Order, status: OrderStatus, reason: str, message: str) -> None:
         self.book.add(order)
         self.book.set_status(order, status, self.now, reason, message)
+        if self.journal is not None:
+            self.journal.order_intent(order)
         self.events.append(ev.OrderRejected(replace(order)))

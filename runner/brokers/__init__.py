@@ -6,6 +6,7 @@ from pathlib import Path
 
 from kubetrade.runner.brokers.base import Broker, BrokerError, BrokerEvent, OrderUpdate
 from kubetrade.runner.brokers.paper import FeeModel, PaperBroker
+from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.credentials import load_credentials
 from kubetrade.runner.spec import PaperConfig, TradingSpec
 
@@ -13,7 +14,11 @@ __all__ = ["Broker", "BrokerError", "BrokerEvent", "OrderUpdate", "create_broker
 
 
 def create_broker(
-    trading: TradingSpec, *, precision: int, credentials_dir: Path | None = None
+    trading: TradingSpec,
+    *,
+    precision: int,
+    credentials_dir: Path | None = None,
+    state_dir: Path | None = None,
 ) -> Broker:
     if trading.is_live and not trading.confirm_live:
         # The spec refuses this already; a second lock on the door that loses money.
@@ -33,6 +38,8 @@ def create_broker(
             ),
             slippage_bps=config.slippage_bps,
             precision=precision,
+            # With a state directory the paper venue is as durable as a real one.
+            store=PaperStore(state_dir / "paper-venue.db") if state_dir is not None else None,
         )
     credentials = load_credentials(trading.provider, directory=credentials_dir)
     # Venue adapters import their client libraries only when a session uses them.

@@ -12,14 +12,21 @@ Execution model (bar-based, no look-ahead):
 - Cash for resting buys and holdings for resting sells are reserved, so two
   orders can never spend the same money or sell the same units.
 Refusals come back as FAILED with the reason strings strategies test for.
+
+With a store the venue is durable: every change is written before it is
+reported, and `lookup` answers what became of an order the engine is unsure
+it ever sent (after a crash), as a real venue answers a query by client id.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kubetrade.runner.brokers.base import BrokerEvent, OrderUpdate
+from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import (
     AccountInfo,
     Bar,
@@ -65,27 +72,83 @@ class PaperBroker:
     precision: int = 8
     name: str = "paper"
     is_live: bool = False
+    store: PaperStore | None = None
     ledger: Ledger = field(init=False)
     last_bar: dict[str, Bar] = field(default_factory=dict)
     resting: dict[str, _Resting] = field(default_factory=dict)  # by client order id
+    known: dict[str, OrderUpdate] = field(default_factory=dict)  # every order seen, latest status
+    fills_of: dict[str, list[Fill]] = field(default_factory=dict)
     fill_seq: int = 0
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(cash=self.initial_cash, precision=self.precision)
+        if self.store is not None:
+            self._restore(self.store)
 
     async def connect(self) -> None:
         return None
 
     async def close(self) -> None:
-        return None
+        if self.store is not None:
+            self.store.close()
 
     async def submit(self, order: Order) -> list[BrokerEvent]:
+        with self._durably():
+            return self._submit(order)
+
+    async def cancel(self, order: Order) -> list[BrokerEvent]:
+        with self._durably():
+            resting = self.resting.pop(order.client_order_id, None)
+            if resting is None:
+                return []  # already filled or never rested: nothing to cancel
+            bar = self.last_bar.get(order.symbol)
+            time = bar.time if bar is not None else order.time
+            if self.store is not None:
+                self.store.unrest(order.client_order_id)
+            return [self._status(order, OrderStatus.CANCELLED, time, "cancelled", "")]
+
+    async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
+        with self._durably():
+            self.last_bar[bar.symbol] = bar
+            if self.store is not None:
+                self.store.bar(bar)
+            events: list[BrokerEvent] = []
+            for client_id, resting in list(self.resting.items()):
+                order = resting.order
+                if order.symbol != bar.symbol:
+                    continue
+                price = self._touch_price(order, bar)
+                if price is None:
+                    continue
+                del self.resting[client_id]
+                if self.store is not None:
+                    self.store.unrest(client_id)
+                events.append(self._fill(order, order.quantity, price, bar.time))
+            return events
+
+    async def lookup(self, order: Order) -> list[BrokerEvent] | None:
+        """What the venue knows of an order: its status and fills, or None if never seen."""
+        update = self.known.get(order.client_order_id)
+        if update is None:
+            return None
+        return [update, *self.fills_of.get(order.client_order_id, [])]
+
+    def _submit(self, order: Order) -> list[BrokerEvent]:
+        if order.client_order_id in self.known:
+            # A venue refuses a second order with the same client id; nothing changes.
+            return [
+                OrderUpdate(
+                    order.client_order_id,
+                    OrderStatus.FAILED,
+                    order.time,
+                    RejectReason.INVALID_ORDER,
+                    "duplicate client order id",
+                )
+            ]
         refusal = self._refusal(order)
         if refusal is not None:
             reason, message = refusal
-            return [
-                OrderUpdate(order.client_order_id, OrderStatus.FAILED, order.time, reason, message)
-            ]
+            return [self._status(order, OrderStatus.FAILED, order.time, reason, message)]
         bar = self.last_bar[order.symbol]
         price = self._execution_price(order, bar.close)
         if price is not None:
@@ -93,28 +156,63 @@ class PaperBroker:
         reserve = order.quantity * order.price if order.side is Side.BUY else 0.0
         reserve += self.fees.fee(order.quantity, order.price) if order.side is Side.BUY else 0.0
         self.resting[order.client_order_id] = _Resting(order, reserve)
+        if self.store is not None:
+            self.store.rest(order, reserve)
+        self._status(order, OrderStatus.PENDING, bar.time)
         return []
 
-    async def cancel(self, order: Order) -> list[BrokerEvent]:
-        resting = self.resting.pop(order.client_order_id, None)
-        if resting is None:
-            return []  # already filled or never rested: nothing to cancel
-        time = self.last_bar[order.symbol].time if order.symbol in self.last_bar else order.time
-        return [OrderUpdate(order.client_order_id, OrderStatus.CANCELLED, time, "cancelled", "")]
+    def _status(
+        self, order: Order, status: OrderStatus, time: int, reason: str = "", message: str = ""
+    ) -> OrderUpdate:
+        update = OrderUpdate(order.client_order_id, status, time, reason, message)
+        self.known[order.client_order_id] = update
+        if self.store is not None:
+            self.store.known(order.client_order_id, status, time, reason, message)
+        return update
 
-    async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
-        self.last_bar[bar.symbol] = bar
-        events: list[BrokerEvent] = []
-        for client_id, resting in list(self.resting.items()):
-            order = resting.order
-            if order.symbol != bar.symbol:
-                continue
-            price = self._touch_price(order, bar)
-            if price is None:
-                continue
-            del self.resting[client_id]
-            events.append(self._fill(order, order.quantity, price, bar.time))
-        return events
+    @contextlib.contextmanager
+    def _durably(self) -> Iterator[None]:
+        """Make one venue step durable before its result is reported."""
+        store = self.store
+        if store is None:
+            yield
+            return
+        store.begin()
+        try:
+            yield
+        except BaseException:
+            store.rollback()
+            raise
+        self._save_account(store)
+        store.commit()
+
+    def _save_account(self, store: PaperStore) -> None:
+        ledger = self.ledger
+        store.account(
+            cash=ledger.cash,
+            realized_pnl=ledger.realized_pnl,
+            total_fees=ledger.total_fees,
+            fill_seq=float(self.fill_seq),
+        )
+        for position in ledger.positions.values():
+            store.position(position)
+
+    def _restore(self, store: PaperStore) -> None:
+        account = store.load_account()
+        if not account:
+            return  # a new venue: starts with initial_cash
+        ledger = self.ledger
+        ledger.cash = account["cash"]
+        ledger.realized_pnl = account["realized_pnl"]
+        ledger.total_fees = account["total_fees"]
+        self.fill_seq = int(account["fill_seq"])
+        ledger.positions = {p.symbol: p for p in store.load_positions()}
+        self.resting = {o.client_order_id: _Resting(o, r) for o, r in store.load_resting()}
+        self.last_bar = {b.symbol: b for b in store.load_bars()}
+        for cid, (status, reason, message, time) in store.load_known().items():
+            self.known[cid] = OrderUpdate(cid, status, time, reason, message)
+        for fill in store.load_fills():
+            self.fills_of.setdefault(fill.client_order_id, []).append(fill)
 
     def account(self) -> AccountInfo:
         marks = {s: b.close for s, b in self.last_bar.items()}
@@ -188,6 +286,7 @@ class PaperBroker:
         return max(order.price, bar.open)
 
     def _fill(self, order: Order, quantity: float, price: float, time: int) -> Fill:
+        """Execute (part of) an order; records the fill and the order's status."""
         self.fill_seq += 1
         fill = Fill(
             fill_id=f"paper-{self.fill_seq}",
@@ -199,4 +298,11 @@ class PaperBroker:
             fee=self.fees.fee(quantity, price),
             time=time,
         )
-        return self.ledger.apply(fill)
+        fill = self.ledger.apply(fill)
+        self.fills_of.setdefault(order.client_order_id, []).append(fill)
+        filled = sum(f.quantity for f in self.fills_of[order.client_order_id])
+        status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PENDING
+        self._status(order, status, time)
+        if self.store is not None:
+            self.store.fill(fill)
+        return fill

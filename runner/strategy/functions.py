@@ -12,8 +12,11 @@ import math
 
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from kubetrade.runner import aggregate
 from kubetrade.runner import events as ev
 from kubetrade.runner.domain import Bar, Mark, Order, OrderStatus, OrderType, Position, Side
+from kubetrade.runner.indicators import IndicatorEngine, IndicatorError
+from kubetrade.runner.sql import SqlEngine, SqlError
 from kubetrade.runner.state import HostCallError, SessionState
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 
@@ -79,13 +82,28 @@ class HostFunctions:
 
     def __init__(self, state: SessionState) -> None:
         self._state = state
+        self._indicators = IndicatorEngine(state.window)  # indicator settings and state
+        self._sql = SqlEngine(state.window)  # DuckDB, opened on the first execute_sql
 
     # -- market data window -------------------------------------------------
 
     def get_range(self, request: pb.GetRangeRequest) -> pb.GetRangeResponse:
-        bars = self._state.window.range(
-            request.symbol, to_ms(request.start_time), to_ms(request.end_time)
-        )
+        try:
+            interval = aggregate.requested(request.interval)
+        except ValueError as exc:
+            raise HostCallError(f"get_range: {exc}") from None
+        # An unset bound leaves that side open.
+        start = to_ms(request.start_time) if request.HasField("start_time") else aggregate.EARLIEST
+        end = to_ms(request.end_time) if request.HasField("end_time") else aggregate.LATEST
+        window = self._state.window
+        # No symbol means every symbol, as argo-trading's GetRange (which has no symbol).
+        symbols = [request.symbol] if request.symbol else list(window.series)
+        bars: list[Bar] = []
+        for symbol in symbols:
+            found = window.range(symbol, start, end)
+            bars.extend(found if interval is None else aggregate.resample(found, interval))
+        if len(symbols) > 1:
+            bars.sort(key=lambda b: (b.time, b.symbol))
         return pb.GetRangeResponse(data=[market_data(b) for b in bars])
 
     def read_last_data(self, request: pb.ReadLastDataRequest) -> pb.MarketData:
@@ -95,19 +113,47 @@ class HostFunctions:
         return market_data(bar)
 
     def count(self, request: pb.CountRequest) -> pb.CountResponse:
-        n = self._state.window.count(to_ms(request.start_time), to_ms(request.end_time))
-        return pb.CountResponse(count=n)
+        start = to_ms(request.start_time) if request.HasField("start_time") else aggregate.EARLIEST
+        end = to_ms(request.end_time) if request.HasField("end_time") else aggregate.LATEST
+        return pb.CountResponse(count=self._state.window.count(start, end))
 
     def execute_sql(self, request: pb.ExecuteSQLRequest) -> pb.ExecuteSQLResponse:
-        raise HostCallError("execute_sql is not supported by this kubetrade version")
+        try:
+            rows = self._sql.execute(request.query, request.params)
+        except SqlError as exc:
+            raise HostCallError(f"execute_sql: {exc}") from None
+        return pb.ExecuteSQLResponse(results=[pb.SQLResult(fields=row) for row in rows])
 
     # -- indicators -----------------------------------------------------------
 
     def configure_indicator(self, request: pb.ConfigureRequest) -> empty_pb2.Empty:
-        raise HostCallError("configure_indicator is not supported by this kubetrade version")
+        try:
+            self._indicators.configure(request.indicator_type, request.config)
+        except IndicatorError as exc:
+            raise HostCallError(f"configure_indicator: {exc}") from None
+        return _EMPTY
 
     def get_signal(self, request: pb.GetSignalRequest) -> pb.GetSignalResponse:
-        raise HostCallError("get_signal is not supported by this kubetrade version")
+        if not request.HasField("market_data") or not request.market_data.symbol:
+            raise HostCallError("get_signal: market_data with a symbol is required")
+        data = request.market_data
+        if data.symbol not in self._state.symbols and self._state.window.last(data.symbol) is None:
+            raise HostCallError(f"get_signal: symbol {data.symbol!r} is not traded by this session")
+        try:
+            reading = self._indicators.reading(
+                request.indicator_type, data.symbol, to_ms(data.time)
+            )
+        except IndicatorError as exc:
+            raise HostCallError(f"get_signal: {exc}") from None
+        return pb.GetSignalResponse(
+            timestamp=data.time,
+            type=f"SIGNAL_TYPE_{reading.signal.name}",  # the package mirrors the ABI's names
+            name=reading.name,
+            reason=reading.reason,
+            rawValue=reading.raw_value,
+            symbol=data.symbol,
+            indicatorType=request.indicator_type,
+        )
 
     # -- cache ----------------------------------------------------------------
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import importlib.metadata
 import logging
 import math
+import os
 import struct
 import threading
 import time
@@ -323,9 +325,53 @@ _HOST_SIGNATURE: Final = _signature(_HOST_TYPE)
 _WASI_MODULE: Final = "wasi_snapshot_preview1"
 
 
+def _cache_dir() -> Path | None:
+    """Where compiled modules are kept between processes; None turns the cache off."""
+    root = os.environ.get("KUBETRADE_CACHE")
+    if root == "off":
+        return None
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "kubetrade")
+    return Path(root) / "wasm"
+
+
+def _native_code(engine: Engine, wasm: bytes) -> Module:
+    """Compile, or load the machine code a previous process compiled from the same bytes.
+
+    A Go strategy takes 1-2 s to compile; a runner restarting after a crash, or
+    a test starting many runners, should not pay that each time. wasmtime
+    refuses a file made by another version or configuration, and the key
+    includes both. The directory is private to the user (0700): loading
+    machine code trusts whoever could write there. Any cache failure (a
+    read-only filesystem in a pod, say) just means compiling.
+    """
+    directory = _cache_dir()
+    if directory is None:
+        return Module(engine, wasm)
+    engine_id = f"|wasmtime {importlib.metadata.version('wasmtime')}|epoch-interruption"
+    key = hashlib.sha256(wasm + engine_id.encode()).hexdigest()
+    path = directory / f"{key}.cwasm"
+    if path.is_file():
+        try:
+            return Module.deserialize_file(engine, str(path))
+        except WasmtimeError:
+            logger.info("compiled strategy cache entry %s is stale; recompiling", path.name)
+    module = Module(engine, wasm)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.touch(mode=0o600)  # before the bytes: never readable by others
+        partial.write_bytes(module.serialize())
+        partial.replace(path)  # atomic: readers never see half a file
+    except OSError as exc:
+        logger.debug("cannot cache the compiled strategy: %s", exc)
+    return module
+
+
 def _compile(engine: Engine, wasm: bytes) -> Module:
     try:
-        module = Module(engine, wasm)
+        module = _native_code(engine, wasm)
     except WasmtimeError as exc:
         raise StrategyLoadError(f"not a valid WebAssembly module ({exc}); {_BUILD_HINT}") from exc
     problems: list[str] = []

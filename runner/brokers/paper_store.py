@@ -1,0 +1,135 @@
+"""The paper venue's own durable state, so a paper session survives a crash like a live one.
+
+A real venue remembers every order it accepted, its fills and the account,
+whatever happens to the client. The paper broker keeps the same promise with
+a small SQLite file beside the session journal: each state change is written
+(synchronous=FULL) before the broker reports it to the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, OrderType, Position, Side
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS account (key TEXT PRIMARY KEY, value REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS resting (client_order_id TEXT PRIMARY KEY, body TEXT NOT NULL,
+    reserved REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS known (client_order_id TEXT PRIMARY KEY, status TEXT NOT NULL,
+    reason TEXT NOT NULL, message TEXT NOT NULL, time INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (fill_id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL,
+    body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS last_bar (symbol TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+
+def _order_from(body: dict[str, Any]) -> Order:
+    body = dict(body)
+    body["side"] = Side(body["side"])
+    body["order_type"] = OrderType(body["order_type"])
+    body["status"] = OrderStatus(body["status"])
+    return Order(**body)
+
+
+def _fill_from(body: dict[str, Any]) -> Fill:
+    body = dict(body)
+    body["side"] = Side(body["side"])
+    return Fill(**body)
+
+
+class PaperStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self._db.execute("ROLLBACK")
+
+    # -- writes (inside begin/commit) --------------------------------------------
+
+    def account(self, **values: float) -> None:
+        self._db.executemany(
+            "INSERT INTO account VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            values.items(),
+        )
+
+    def position(self, position: Position) -> None:
+        self._db.execute(
+            "INSERT INTO positions VALUES (?, ?) "
+            "ON CONFLICT(symbol) DO UPDATE SET body=excluded.body",
+            (position.symbol, json.dumps(asdict(position))),
+        )
+
+    def rest(self, order: Order, reserved: float) -> None:
+        self._db.execute(
+            "INSERT INTO resting VALUES (?, ?, ?)",
+            (order.client_order_id, json.dumps(asdict(order)), reserved),
+        )
+
+    def unrest(self, client_order_id: str) -> None:
+        self._db.execute("DELETE FROM resting WHERE client_order_id=?", (client_order_id,))
+
+    def known(self, client_order_id: str, status: OrderStatus, time: int, reason: str = "",
+              message: str = "") -> None:  # fmt: skip
+        self._db.execute(
+            "INSERT INTO known VALUES (?, ?, ?, ?, ?) ON CONFLICT(client_order_id) DO UPDATE "
+            "SET status=excluded.status, reason=excluded.reason, message=excluded.message, "
+            "time=excluded.time",
+            (client_order_id, status.value, reason, message, time),
+        )
+
+    def fill(self, fill: Fill) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO fills VALUES (?, ?, ?)",
+            (fill.fill_id, fill.client_order_id, json.dumps(asdict(fill))),
+        )
+
+    def bar(self, bar: Bar) -> None:
+        self._db.execute(
+            "INSERT INTO last_bar VALUES (?, ?) "
+            "ON CONFLICT(symbol) DO UPDATE SET body=excluded.body",
+            (bar.symbol, json.dumps(asdict(bar))),
+        )
+
+    # -- reads -------------------------------------------------------------------
+
+    def load_account(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self._db.execute("SELECT key, value FROM account")}
+
+    def load_positions(self) -> list[Position]:
+        return [
+            Position(**json.loads(b)) for (b,) in self._db.execute("SELECT body FROM positions")
+        ]
+
+    def load_resting(self) -> list[tuple[Order, float]]:
+        rows = self._db.execute("SELECT body, reserved FROM resting ORDER BY rowid")
+        return [(_order_from(json.loads(body)), reserved) for body, reserved in rows]
+
+    def load_known(self) -> dict[str, tuple[OrderStatus, str, str, int]]:
+        rows = self._db.execute("SELECT client_order_id, status, reason, message, time FROM known")
+        return {cid: (OrderStatus(s), r, m, t) for cid, s, r, m, t in rows}
+
+    def load_fills(self) -> list[Fill]:
+        return [_fill_from(json.loads(b)) for (b,) in self._db.execute(
+            "SELECT body FROM fills ORDER BY rowid")]  # fmt: skip
+
+    def load_bars(self) -> list[Bar]:
+        return [Bar(**json.loads(b)) for (b,) in self._db.execute("SELECT body FROM last_bar")]

@@ -1,0 +1,141 @@
+"""Kill the runner with SIGKILL again and again; the final journal equals an uninterrupted run's.
+
+Kills land at exact crash points (after a bar's decisions are journaled, between
+journaling an order and sending it, between the venue's answer and journaling
+it) and at random instants from outside. Each time the runner restarts from its
+state directory. At the end the orders, fills, cursor, positions and cash must
+be what a run that was never killed produced, with no order sent twice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import MINUTE, SMA_WASM, T0, write_bars
+
+KUBETRADE = Path(sys.executable).parent / "kubetrade"
+BARS = 240
+
+
+def session(tmp_path: Path) -> Path:
+    closes = [100 + 8 * math.sin(i / 5) + 3 * math.sin(i / 1.7) for i in range(BARS)]
+    rows = [(i, round(c, 2), round(c + 0.5, 2), round(c - 0.5, 2), round(c, 2)) for i, c in
+            enumerate(closes)]  # fmt: skip
+    data = write_bars(tmp_path / "bars.csv", "ACME", rows)
+    path = tmp_path / "session.yaml"
+    path.write_text(
+        f"""
+apiVersion: kubetrade.io/v1alpha1
+kind: LiveTradingSession
+metadata: {{name: crash-test}}
+spec:
+  symbols: [ACME]
+  interval: 1m
+  strategy:
+    path: {SMA_WASM}
+    config: {{fastPeriod: 3, slowPeriod: 8, quantity: 7}}
+  marketData:
+    provider: replay
+    config: {{path: {data}}}
+  trading:
+    provider: paper
+    config: {{initialCash: 10000, feeBps: 10, slippageBps: 5}}
+  engine:
+    marketDataCacheSize: 50
+"""
+    )
+    return path
+
+
+def start(session_file: Path, state: Path, crash_at: str = "") -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    env.pop("KUBETRADE_CRASH_AT", None)
+    if crash_at:
+        env["KUBETRADE_CRASH_AT"] = crash_at
+    return subprocess.Popen(
+        [str(KUBETRADE), "run", "--no-http", "--quiet", "--state-dir", str(state),
+         str(session_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def journal_rows(state: Path) -> dict[str, list[tuple[object, ...]]]:
+    db = sqlite3.connect(state / "journal.db")
+    venue = sqlite3.connect(state / "paper-venue.db")
+    try:
+        return {
+            "orders": db.execute(
+                "SELECT time, symbol, side, order_type, quantity, round(price, 9), status, "
+                "filled_quantity, round(average_price, 9), round(fee, 9) FROM orders ORDER BY seq"
+            ).fetchall(),
+            "fills": db.execute(
+                "SELECT time, symbol, side, quantity, round(price, 9), round(fee, 9), "
+                "round(realized_pnl, 9) FROM fills ORDER BY seq"
+            ).fetchall(),
+            "cursor": db.execute("SELECT symbol, time FROM cursor").fetchall(),
+            "venue_account": venue.execute(
+                "SELECT key, round(value, 6) FROM account WHERE key != 'fill_seq' ORDER BY key"
+            ).fetchall(),
+            "venue_positions": venue.execute(
+                "SELECT body FROM positions ORDER BY symbol"
+            ).fetchall(),
+        }
+    finally:
+        db.close()
+        venue.close()
+
+
+def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
+    session_file = session(tmp_path)
+    clean = tmp_path / "clean"
+    proc = start(session_file, clean)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    expected = journal_rows(clean)
+    assert len(expected["orders"]) >= 12, "the series should make the strategy trade often"
+
+    rng = random.Random(20261121)
+    plans = ["before-send:1", "after-send:1"] * 5 + [
+        f"bar-journaled:{rng.randint(2, 9)}" for _ in range(8)
+    ]
+    rng.shuffle(plans)
+    plans += ["external"] * 6  # SIGKILL from outside at a random instant
+    crashed = tmp_path / "crashed"
+    kills = 0
+    for plan in plans:
+        if plan == "external":
+            proc = start(session_file, crashed)
+            time.sleep(rng.uniform(0.2, 1.2))
+            proc.send_signal(signal.SIGKILL)
+        else:
+            proc = start(session_file, crashed, crash_at=plan)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode == -signal.SIGKILL:
+            kills += 1
+        else:
+            assert proc.returncode == 0, err
+    assert kills >= 20, f"only {kills} runs were killed; the series ended too early"
+    proc = start(session_file, crashed)  # the last start runs to the end
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+    assert journal_rows(crashed) == expected
+    db = sqlite3.connect(crashed / "journal.db")
+    venue = sqlite3.connect(crashed / "paper-venue.db")
+    ids = [row[0] for row in db.execute("SELECT client_order_id FROM orders")]
+    assert len(ids) == len(set(ids))
+    # The venue saw each order once: one record per client id, fills matching the journal's.
+    venue_fills = venue.execute("SELECT client_order_id, count(*) FROM fills GROUP BY 1").fetchall()
+    assert all(count == 1 for _, count in venue_fills)
+    assert len(venue_fills) == len(expected["fills"])
+    epochs = {cid.split("-")[1] for cid in ids}
+    assert len(epochs) > 5  # the orders really were placed across many restarts
+    assert T0 + (BARS - 1) * MINUTE in dict(expected["cursor"]).values()
