@@ -235,9 +235,7 @@ class SimMarket:
             await self.step(_BURST)
 
     def _someone_keeps_up(self) -> bool:
-        return any(
-            not c.ws.closed and self.steps - c.position < _BURST for c in self.connections
-        )
+        return any(not c.ws.closed and self.steps - c.position < _BURST for c in self.connections)
 
     # -- for subclasses ----------------------------------------------------------------
 
