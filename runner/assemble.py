@@ -72,6 +72,7 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         precision=spec.engine.decimal_precision,
         credentials_dir=options.credentials_dir,
         state_dir=options.state_dir,
+        symbols=symbols,
     )
     state = SessionState.create(
         session=name,

@@ -24,8 +24,9 @@ from kubetrade.runner.brokers import BrokerError
 from kubetrade.runner.console import ConsoleReporter
 from kubetrade.runner.credentials import CredentialsError
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.journal import JournalError
+from kubetrade.runner.journal import Journal, JournalError
 from kubetrade.runner.marketdata import MarketDataError
+from kubetrade.runner.report import build_report, export, format_report
 from kubetrade.runner.server import RunnerServer
 from kubetrade.runner.session_file import (
     LoadedSession,
@@ -92,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("schema", help="print the JSON schema of a LiveTradingSession")
+
+    report = commands.add_parser("report", help="what a session did, from its journal")
+    report.add_argument("state_dir", type=Path, help="the session's --state-dir")
+    report.add_argument("--json", action="store_true", help="print the figures as JSON")
+    report.add_argument("--export", type=Path, help="also write orders, fills and marks here")
+    report.add_argument("--export-format", choices=["csv", "parquet"], default="csv")
     return parser
 
 
@@ -105,7 +112,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return 0
+    if args.command == "report":
+        return _report(args)
     return _run(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    try:
+        journal = Journal.open_existing(args.state_dir / "journal.db")
+    except JournalError as exc:
+        print(f"kubetrade: {exc}", file=sys.stderr)
+        return 2
+    try:
+        figures = build_report(journal)
+        if args.json:
+            print(json.dumps(dataclasses.asdict(figures), indent=2))
+        else:
+            print(format_report(figures))
+        if args.export is not None:
+            for path in export(journal, args.export, args.export_format):
+                print(f"wrote {path}", file=sys.stderr)
+    finally:
+        journal.close()
+    return 0
 
 
 def _load(args: argparse.Namespace) -> LoadedSession:

@@ -96,6 +96,7 @@ class Engine:
         self._resume_after: dict[str, int] = {}  # per symbol: bars up to here were processed
         self._unsent: set[str] = set()
         self.skipped = 0  # bars already processed before a restart
+        self._pending_equity: tuple[int, float, float] | None = None
         self._stop_requested = False
         self._waiting_task: asyncio.Task[Any] | None = None
         self._started = 0.0
@@ -196,25 +197,29 @@ class Engine:
     async def _resolve_orders(self) -> list[ev.Event]:
         """Settle every order the journal left open: ask the venue, never send twice."""
         out: list[ev.Event] = []
-        lookup = getattr(self.broker, "lookup", None)
         for order in self.state.book.open_orders():
-            unsent = order.client_order_id in self._unsent
-            known = await lookup(order) if lookup is not None else None
+            known = await self.broker.lookup(order)
             if known is not None:
                 with self._transaction():
                     if self.journal is not None:
                         self.journal.order_sent(order.client_order_id)
                     self._apply(known, out)
-            elif unsent and lookup is not None:
+            elif order.client_order_id in self._unsent:
                 # The venue never saw it: the crash came between journal and send.
                 await self._send(order, out)
-            elif unsent:
-                out.append(
-                    ev.EngineError(
-                        f"order {order.client_order_id} may or may not have reached "
-                        f"{self.broker.name}, which cannot be asked; it was not sent again"
+            else:
+                # Sent, yet unknown to the venue: it is lost there; say so, do not resend.
+                with self._transaction():
+                    self._apply_update(
+                        OrderUpdate(
+                            order.client_order_id,
+                            OrderStatus.FAILED,
+                            order.updated,
+                            "venue_unknown",
+                            f"{self.broker.name} has no record of this order after a restart",
+                        ),
+                        out,
                     )
-                )
         self._unsent.clear()
         return out
 
@@ -283,6 +288,7 @@ class Engine:
         # One transaction holds the bar's decisions: the venue's news, the strategy's
         # effects, its order intents and the cursor. Orders leave only after it commits.
         with self._transaction():
+            self._flush_equity()
             self._apply(await self.broker.on_bar(bar), out)
             state.begin_bar(bar)
             self.bars += 1
@@ -295,10 +301,14 @@ class Engine:
             if self.journal is not None:
                 journal_effects(self.journal, state, out)
                 self.journal.cursor(bar.symbol, bar.time)
+                self.journal.price(bar.symbol, bar.time, bar.close)
             crash_point("bar-journaled")
         await self._send_orders(out)
-        a = state.book.account()
-        self.metrics.account(a.equity, a.realized_pnl, a.unrealized_pnl)
+        account = state.book.account()
+        # The bar's closing equity rides along with the next bar's transaction (or
+        # the shutdown's), which saves an fsync per bar; a crash loses one point.
+        self._pending_equity = (bar.time, account.equity, account.balance)
+        self.metrics.account(account.equity, account.realized_pnl, account.unrealized_pnl)
         limit = self.options.max_consecutive_strategy_errors
         if limit and self._consecutive_errors >= limit:
             raise EngineFailure(
@@ -307,6 +317,11 @@ class Engine:
                 f"{self._last_error}"
             )
         return out
+
+    def _flush_equity(self) -> None:
+        if self.journal is not None and self._pending_equity is not None:
+            self.journal.equity(*self._pending_equity)
+        self._pending_equity = None
 
     def _call_strategy(self, bar: Bar, out: list[ev.Event]) -> None:
         try:
@@ -410,6 +425,8 @@ class Engine:
             log.exception("error while closing the strategy")
         if self.journal is not None:
             try:
+                with self._transaction():
+                    self._flush_equity()
                 self.journal.close()
             except Exception:
                 log.exception("error while closing the journal")

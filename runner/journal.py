@@ -27,7 +27,7 @@ from pathlib import Path
 from kubetrade.runner.domain import Fill, Mark, Order, OrderStatus, OrderType, Side
 
 APPLICATION_ID = 0x6B74726A  # "ktrj": marks the file as a kubetrade journal
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates the schema from version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
@@ -91,6 +91,19 @@ _MIGRATIONS: tuple[str, ...] = (
         fields TEXT NOT NULL
     );
     """,
+    # v2: what reports need: the equity after each bar and each symbol's last close.
+    """
+    CREATE TABLE equity (
+        time INTEGER PRIMARY KEY,
+        equity REAL NOT NULL,
+        cash REAL NOT NULL
+    );
+    CREATE TABLE prices (
+        symbol TEXT PRIMARY KEY,
+        time INTEGER NOT NULL,
+        close REAL NOT NULL
+    );
+    """,
 )
 
 
@@ -152,6 +165,21 @@ class Journal:
                 f"journal {path} is unreadable ({exc}); it was left untouched. Move it aside "
                 "to start the session afresh, or restore it from a backup"
             ) from exc
+        return cls(db, path, epoch)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> Journal:
+        """Open a journal to read it (reports): never creates, never starts an epoch."""
+        path = Path(path)
+        if not path.is_file():
+            raise JournalError(f"no journal at {path}; give the session's --state-dir")
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            session = _get(db, "session") or ""
+            cls._check(db, path, session)
+            epoch = int(_get(db, "epoch") or "0")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {path} is unreadable ({exc})") from exc
         return cls(db, path, epoch)
 
     @staticmethod
@@ -281,6 +309,20 @@ class Journal:
             (symbol, time),
         )
 
+    def equity(self, time: int, equity: float, cash: float) -> None:
+        self._db.execute(
+            "INSERT INTO equity VALUES (?, ?, ?) ON CONFLICT(time) DO UPDATE "
+            "SET equity=excluded.equity, cash=excluded.cash",
+            (time, equity, cash),
+        )
+
+    def price(self, symbol: str, time: int, close: float) -> None:
+        self._db.execute(
+            "INSERT INTO prices VALUES (?, ?, ?) ON CONFLICT(symbol) DO UPDATE "
+            "SET time=excluded.time, close=excluded.close",
+            (symbol, time, close),
+        )
+
     def cache(self, key: str, value: str) -> None:
         self._db.execute(
             "INSERT INTO cache VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -355,6 +397,16 @@ class Journal:
         for symbol, time, body in db.execute("SELECT symbol, time, body FROM marks ORDER BY seq"):
             snap.marks.append(Mark(symbol=symbol, time=time, **json.loads(body)))
         return snap
+
+    def equity_curve(self) -> list[tuple[int, float]]:
+        return [(int(t), float(e)) for t, e in self._db.execute(
+            "SELECT time, equity FROM equity ORDER BY time")]  # fmt: skip
+
+    def prices(self) -> dict[str, float]:
+        return {s: float(c) for s, c in self._db.execute("SELECT symbol, close FROM prices")}
+
+    def session_name(self) -> str:
+        return _get(self._db, "session") or ""
 
     def logs(self) -> list[tuple[int, str, str, dict[str, str]]]:
         rows = self._db.execute("SELECT time, level, message, fields FROM logs ORDER BY seq")

@@ -19,6 +19,7 @@ def create_broker(
     precision: int,
     credentials_dir: Path | None = None,
     state_dir: Path | None = None,
+    symbols: tuple[str, ...] = (),
 ) -> Broker:
     if trading.is_live and not trading.confirm_live:
         # The spec refuses this already; a second lock on the door that loses money.
@@ -46,7 +47,9 @@ def create_broker(
     if trading.provider in ("binance-paper", "binance-live", "ccxt"):
         from kubetrade.runner.brokers import ccxt_broker
 
-        return ccxt_broker.create(trading, precision=precision, credentials=credentials)
+        return ccxt_broker.create(
+            trading, precision=precision, credentials=credentials, symbols=symbols
+        )
     if trading.provider in ("ibkr-paper", "ibkr-live"):
         from kubetrade.runner.brokers import ibkr
 
