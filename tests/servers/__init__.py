@@ -7,8 +7,10 @@ data servers share: a simulated market and its fault scripts.
 websocket stream and the REST endpoints a market data provider uses, on one
 loopback port, from a simulated market whose clock the caller controls: bars
 close one "step" at a time, either on a fast schedule (`period` seconds per
-step) or when a test calls `step()`. The simulated clock starts at a fixed
-time in the past (2024-01-02), so warm-up history asked "up to now" exists.
+step), unthrottled (`period=0`: a little ahead of the fastest reader, for
+benchmarks), or only when a test calls `step()` (`period=None`). The simulated
+clock starts at a fixed time in the past (2024-01-02), so warm-up history asked
+"up to now" exists.
 
 Faults are scripted per connection, in the order connections arrive: the
 `faults` argument holds one list of `Fault`s per connection (later connections
@@ -397,7 +399,12 @@ def standalone_arguments(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--symbols", default="BTCUSDT", help="comma-separated")
-    parser.add_argument("--period", type=float, default=0.01, help="seconds per step")
+    parser.add_argument(
+        "--period",
+        type=float,
+        default=0.01,
+        help="seconds per step; 0: as fast as a reader keeps up",
+    )
     parser.add_argument("--history", type=int, default=200, help="bars before the start")
     parser.add_argument("--faults", default="", help="e.g. 'drop@3;close@5,malformed@1'")
     parser.add_argument("--lifetime", type=int, help="close every connection after N steps")

@@ -1,0 +1,341 @@
+"""A venue's websocket turned into the engine's stream of closed bars, whatever the network does.
+
+`LiveFeed` is the MarketDataProvider of every network venue. A venue adapter
+(binance.py, polygon.py) knows the wire: how to connect, authenticate and
+subscribe, how to read a frame, how to fetch bars over REST. The feed owns the
+rest, the same for every venue:
+
+- one connection for all symbols, reopened after every loss with exponential
+  backoff and jitter (reconnect.py) until `maxRetries` consecutive failures;
+  a permanent failure (MarketDataError: bad key, unknown symbol) ends the
+  stream at once;
+- before anything is delivered after a (re)connect, and whenever the stream
+  proves that bars were skipped, the missing closed bars come from REST, in
+  order (backfill.py);
+- a bar not newer than the last one delivered for its symbol is dropped;
+- an unreadable frame is counted and skipped;
+- `close()` ends the stream promptly, and cancelling the task that reads the
+  stream closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+from kubetrade.runner.domain import Bar
+from kubetrade.runner.marketdata.backfill import Cursors
+from kubetrade.runner.marketdata.base import MarketDataError
+from kubetrade.runner.marketdata.connection import FeedTimeouts, close_quietly, describe
+from kubetrade.runner.marketdata.health import FeedHealth
+from kubetrade.runner.marketdata.reconnect import Backoff, BackoffPolicy, TransientError
+
+__all__ = [
+    "Closed",
+    "Decoder",
+    "LiveFeed",
+    "MalformedFrame",
+    "Observation",
+    "Progress",
+    "Venue",
+    "checked_bar",
+]
+
+log = logging.getLogger("kubetrade.marketdata")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """A closed bar at the session's interval, read from the stream."""
+
+    bar: Bar
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Every bar of `symbol` with a time before `time` has closed at the venue."""
+
+    symbol: str
+    time: int
+
+
+Observation = Closed | Progress
+
+
+class MalformedFrame(Exception):
+    """A frame that is not a message of the venue's protocol; it is counted and skipped."""
+
+
+def checked_bar(symbol: str, time: int, *ohlcv: object) -> Bar:
+    """A Bar from wire values (numbers or decimal strings); MalformedFrame for nonsense."""
+    try:
+        o, h, l, c, v = (float(x) for x in ohlcv)  # type: ignore[arg-type]  # noqa: E741
+    except (TypeError, ValueError):
+        raise MalformedFrame from None
+    # NaN fails every comparison, so it is refused here as well.
+    if not (0 < l <= min(o, c) and max(o, c) <= h < math.inf and 0 <= v < math.inf):
+        raise MalformedFrame
+    return Bar(symbol, time, o, h, l, c, v)
+
+
+class Decoder(Protocol):
+    """Reads one connection's frames; may keep state for that connection."""
+
+    def __call__(self, frame: str | bytes) -> Iterable[Observation]: ...
+
+
+class Venue(Protocol):
+    """What a feed needs to know about one venue's protocol."""
+
+    name: str
+    interval_ms: int
+    # Whether the venue has a bar for every interval, so a skipped bar time on the
+    # stream means a missed bar (Binance); Polygon has no bar for a quiet minute.
+    contiguous: bool
+
+    async def check(self) -> None:
+        """Raise MarketDataError for what no retry can fix (unknown symbols, a bad key)."""
+
+    async def connect(self) -> tuple[ClientConnection, Decoder]:
+        """A websocket open, authenticated and subscribed to every symbol, and its decoder."""
+        ...
+
+    async def bars(self, symbol: str, *, start: int, end: int) -> list[Bar]:
+        """Closed bars of `symbol` with start <= time < end, oldest first, from REST."""
+        ...
+
+    async def history(self, symbol: str, *, end: int, count: int) -> list[Bar]:
+        """Up to `count` bars of `symbol` closed at the venue with time < end, oldest first."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _Closing(Exception):
+    """close() was called while the feed waited for the network."""
+
+
+class LiveFeed:
+    """Closed bars of every session symbol from one venue, in order, each once."""
+
+    def __init__(
+        self,
+        *,
+        venue: Venue,
+        symbols: Sequence[str],
+        policy: BackoffPolicy,
+        timeouts: FeedTimeouts | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.venue = venue
+        self.symbols = tuple(symbols)
+        self.policy = policy
+        self.timeouts = timeouts or FeedTimeouts()
+        self.health = FeedHealth(provider=venue.name)
+        self._rng = rng or random.Random()
+        self._cursors = Cursors(venue.interval_ms)
+        self._closing = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._last_frame = 0.0  # loop time of the newest frame, for the idle watchdog
+        self._stalled = False
+
+    # -- MarketDataProvider ------------------------------------------------------------
+
+    async def history(self, symbol: str, *, end: int, count: int) -> list[Bar]:
+        """Warm-up bars; the stream then carries on right after the newest of them."""
+        if count <= 0:
+            return []
+        backoff = Backoff(self.policy, self._rng)
+        try:
+            while True:
+                try:
+                    work = self.venue.history(symbol, end=end, count=count)
+                    bars = await self._unless_closing(work)
+                    break
+                except TransientError as exc:
+                    await self._pause(backoff, str(exc))
+        except _Closing:
+            return []
+        if bars:
+            self._cursors.resume_after(symbol, bars[-1].time)
+        return bars
+
+    async def stream(self) -> AsyncIterator[Bar]:
+        try:
+            async for bar in self._run():
+                yield bar
+        except _Closing:
+            return
+
+    async def close(self) -> None:
+        self._closing.set()
+        ws = self._ws
+        if ws is not None:
+            await close_quietly(ws)
+        await self.venue.close()
+
+    # -- the connection loop -----------------------------------------------------------
+
+    async def _run(self) -> AsyncIterator[Bar]:
+        backoff = Backoff(self.policy, self._rng)
+        while True:
+            try:
+                await self._unless_closing(self.venue.check())
+                break
+            except TransientError as exc:
+                await self._pause(backoff, str(exc))
+        opened = 0
+        while not self._closing.is_set():
+            try:
+                ws, decode = await self._unless_closing(self.venue.connect())
+            except TransientError as exc:
+                await self._pause(backoff, str(exc))
+                continue
+            if opened:
+                self.health.reconnects += 1
+            opened += 1
+            self._ws, self._stalled = ws, False
+            self.health.connected = True
+            watchdog = self._watch(ws)
+            reason = "the server closed the connection"
+            try:
+                async for bar in self._read(ws, decode, backoff):
+                    yield bar
+            except ConnectionClosed as exc:
+                reason = describe(exc)
+            except TransientError as exc:
+                reason = str(exc)
+            finally:
+                self.health.connected = False
+                self._ws = None
+                if watchdog is not None:
+                    watchdog.cancel()
+                await close_quietly(ws)
+            if self._closing.is_set():
+                return
+            if self._stalled:
+                reason = f"stalled: no data for {self.timeouts.idle:g}s"
+            await self._pause(backoff, reason)
+
+    async def _read(
+        self, ws: ClientConnection, decode: Decoder, backoff: Backoff
+    ) -> AsyncIterator[Bar]:
+        loop = asyncio.get_running_loop()
+        cursors, health, contiguous = self._cursors, self.health, self.venue.contiguous
+        interval = self.venue.interval_ms
+        heard = False
+        async for frame in ws:
+            self._last_frame = loop.time()
+            try:
+                observations = decode(frame)
+            except MalformedFrame:
+                health.malformed_frames += 1
+                continue
+            for seen in observations:
+                if not heard:  # the venue talks: a later loss starts a fresh backoff
+                    heard = True
+                    backoff.succeeded()
+                if isinstance(seen, Closed):
+                    symbol, time = seen.bar.symbol, seen.bar.time
+                else:
+                    symbol, time = seen.symbol, seen.time
+                if contiguous or isinstance(seen, Progress):
+                    gap = cursors.gap(symbol, time)
+                    if gap is not None:
+                        for bar in await self._backfill(symbol, *gap):
+                            if cursors.admit(bar):
+                                health.backfilled_bars += 1
+                                health.last_bar_close_ms = bar.time + interval
+                                yield bar
+                if isinstance(seen, Closed):
+                    if cursors.admit(seen.bar):
+                        health.last_bar_close_ms = time + interval
+                        yield seen.bar
+                    else:
+                        health.duplicates_dropped += 1
+        if self._closing.is_set():
+            raise _Closing
+        # The iteration ends quietly when the server closed cleanly (a periodic disconnect).
+        reason = f": {ws.close_reason[:80]}" if ws.close_reason else ""
+        raise TransientError(f"the server closed the connection (code {ws.close_code}{reason})")
+
+    async def _backfill(self, symbol: str, start: int, end: int) -> list[Bar]:
+        bars = await self._unless_closing(self.venue.bars(symbol, start=start, end=end))
+        if bars:
+            log.info("%s: backfilled %d bar(s) of %s from REST", self.venue.name, len(bars), symbol)
+        return bars
+
+    # -- waiting, interruptible by close() ---------------------------------------------
+
+    async def _pause(self, backoff: Backoff, reason: str) -> None:
+        """Wait before the next attempt, or give up with a MarketDataError."""
+        self.health.last_error = reason
+        delay = backoff.failed()
+        if delay is None:
+            raise MarketDataError(
+                f"{self.venue.name} market data: gave up after {backoff.failures - 1} failed"
+                f" reconnection attempt(s) (spec.marketData.config.maxRetries ="
+                f" {self.policy.max_retries}); last error: {reason}"
+            )
+        log.warning(
+            "%s market data: %s; retrying in %.2fs (attempt %d of %d)",
+            self.venue.name,
+            reason,
+            delay,
+            backoff.failures,
+            self.policy.max_retries,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+        if self._closing.is_set():
+            raise _Closing
+
+    async def _unless_closing(self, work: Awaitable[_T]) -> _T:
+        """Await `work`, abandoning it as soon as close() is called."""
+        if self._closing.is_set():
+            if asyncio.iscoroutine(work):
+                work.close()
+            raise _Closing
+        task = asyncio.ensure_future(work)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((task, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not task.done():  # close() was called, or our own caller was cancelled
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task.cancelled():
+            raise _Closing
+        return task.result()
+
+    def _watch(self, ws: ClientConnection) -> asyncio.Task[None] | None:
+        """Cut a connection that stays silent for `timeouts.idle` seconds."""
+        idle = self.timeouts.idle
+        if idle is None:
+            return None
+        loop = asyncio.get_running_loop()
+        self._last_frame = loop.time()
+
+        async def watch() -> None:
+            while ws.state is not State.CLOSED:
+                await asyncio.sleep(idle / 4)
+                if loop.time() - self._last_frame > idle:
+                    self._stalled = True
+                    # The peer is unresponsive: a closing handshake would only wait.
+                    ws.transport.abort()
+                    return
+
+        return asyncio.create_task(watch(), name=f"{self.venue.name}-idle-watchdog")
