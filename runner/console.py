@@ -70,6 +70,9 @@ class ConsoleReporter:
                 self._line(f"{format_ms(t)}  strategy {level}: {message} {extra}".rstrip())
             case ev.EngineError(message=message):
                 self._line(f"error: {message}")
+            case ev.ProviderStatus(provider=provider, connected=connected, last_error=why):
+                state = "connected" if connected else f"disconnected ({why or 'no reason given'})"
+                self._line(f"market data {provider}: {state}")
             case ev.EngineStopped(summary=summary, error=error):
                 self._print_summary(summary, error)
 

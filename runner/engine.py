@@ -30,6 +30,7 @@ from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus
 from kubetrade.runner.faults import crash_point
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata.base import MarketDataProvider
+from kubetrade.runner.marketdata.health import FeedHealth
 from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.recovery import account_differences, journal_effects, restore_state
 from kubetrade.runner.state import SessionState
@@ -86,6 +87,11 @@ class Engine:
         self.broker = broker
         self.options = options
         self.metrics = metrics or SessionMetrics(session=state.session)
+        # Network feeds report their connection; replayed data has no such thing.
+        self.feed_health: FeedHealth | None = getattr(market_data, "health", None)
+        if self.feed_health is not None:
+            self.metrics.watch_feed(self.feed_health)
+        self._feed_seen: tuple[bool, int] | None = None
         self.bars = 0
         self.strategy_errors = 0
         self.strategy_restarts = 0
@@ -271,6 +277,9 @@ class Engine:
                 self._waiting_task = None
             for event in await self._on_bar(bar):
                 yield event
+            status = self._feed_status()
+            if status is not None:
+                yield status
             if max_bars is not None and self.bars >= max_bars:
                 break
 
@@ -322,6 +331,28 @@ class Engine:
         if self.journal is not None and self._pending_equity is not None:
             self.journal.equity(*self._pending_equity)
         self._pending_equity = None
+
+    @property
+    def live(self) -> bool:
+        """Ready and, for a network feed, connected: what /readyz answers."""
+        return self.ready and (self.feed_health is None or self.feed_health.connected)
+
+    def _feed_status(self) -> ev.ProviderStatus | None:
+        """A ProviderStatus event when the feed's connection changed since the last look."""
+        health = self.feed_health
+        if health is None:
+            return None
+        seen = (health.connected, health.reconnects)
+        if seen == self._feed_seen:
+            return None
+        self._feed_seen = seen
+        return ev.ProviderStatus(
+            provider=health.provider,
+            connected=health.connected,
+            reconnects=health.reconnects,
+            lag_ms=health.lag_ms(int(time.time() * 1000)),
+            last_error=health.last_error,
+        )
 
     def _call_strategy(self, bar: Bar, out: list[ev.Event]) -> None:
         try:

@@ -87,6 +87,17 @@ class StrategyError:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    """The market data feed connected, disconnected or reconnected."""
+
+    provider: str
+    connected: bool
+    reconnects: int
+    lag_ms: int | None  # now minus the newest bar's close time (wall clock)
+    last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StrategyLog:
     time: int
     level: str
@@ -105,6 +116,7 @@ Event = (
     | EngineError
     | StrategyError
     | StrategyLog
+    | ProviderStatus
 )
 
 
@@ -122,6 +134,7 @@ class EngineCallbacks:
     on_error: Callable[[EngineError], None] | None = None
     on_strategy_error: Callable[[StrategyError], None] | None = None
     on_strategy_log: Callable[[StrategyLog], None] | None = None
+    on_provider_status: Callable[[ProviderStatus], None] | None = None
 
     def dispatch(self, event: Event) -> None:
         handler: Callable[[Any], None] | None = getattr(self, _HANDLERS[type(event)])
@@ -140,4 +153,5 @@ _HANDLERS: dict[type, str] = {
     EngineError: "on_error",
     StrategyError: "on_strategy_error",
     StrategyLog: "on_strategy_log",
+    ProviderStatus: "on_provider_status",
 }

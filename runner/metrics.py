@@ -7,7 +7,14 @@ because the per-bar path updates them at replay speed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from time import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from kubetrade.runner.marketdata.health import FeedHealth
 
 
 class SessionMetrics:
@@ -39,6 +46,10 @@ class SessionMetrics:
         self._ready = Gauge("kubetrade_ready", "1 when the runner is ready", labels, registry=r)
         self._bar_children: dict[str, tuple[Counter, Gauge]] = {}
 
+    def watch_feed(self, health: FeedHealth) -> None:
+        """Export a network feed's health, read fresh at every scrape."""
+        self.registry.register(_FeedCollector(self.session, health))
+
     def bar(self, symbol: str, time_ms: int) -> None:
         children = self._bar_children.get(symbol)
         if children is None:
@@ -68,3 +79,36 @@ class SessionMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FeedCollector(Collector):
+    def __init__(self, session: str, health: FeedHealth) -> None:
+        self._session = session
+        self._health = health
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        h, labels = self._health, [self._session, self._health.provider]
+        names = ["session", "provider"]
+        connected = GaugeMetricFamily(
+            "kubetrade_marketdata_connected", "1 while the market data stream is open", labels=names
+        )
+        connected.add_metric(labels, 1.0 if h.connected else 0.0)
+        yield connected
+        lag = h.lag_ms(int(time() * 1000))
+        if lag is not None:
+            family = GaugeMetricFamily(
+                "kubetrade_marketdata_lag_seconds",
+                "Now minus the close time of the newest bar received",
+                labels=names,
+            )
+            family.add_metric(labels, lag / 1000)
+            yield family
+        for name, help_text, value in (
+            ("reconnects", "Market data reconnections", h.reconnects),
+            ("malformed_frames", "Market data frames skipped as malformed", h.malformed_frames),
+            ("duplicate_bars", "Bars dropped as repeats or late", h.duplicates_dropped),
+            ("backfilled_bars", "Bars fetched over REST after a gap", h.backfilled_bars),
+        ):
+            counter = CounterMetricFamily(f"kubetrade_marketdata_{name}", help_text, labels=names)
+            counter.add_metric(labels, float(value))
+            yield counter

@@ -9,6 +9,7 @@ operator copies into the session's status at a low rate.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -50,8 +51,10 @@ class RunnerServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        if self.engine.ready:
+        if self.engine.live:
             return web.Response(text="ready\n")
+        if self.engine.ready:
+            return web.Response(status=503, text="market data disconnected\n")
         return web.Response(status=503, text="not ready\n")
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -60,8 +63,11 @@ class RunnerServer:
 
     async def _status(self, request: web.Request) -> web.Response:
         summary = dataclasses.asdict(self.engine.summary())
-        summary["ready"] = self.engine.ready
+        summary["ready"] = self.engine.live
         summary["last_bar_time"] = self._last_bar_time()
+        health = self.engine.feed_health
+        if health is not None:
+            summary["market_data"] = health.snapshot(now_ms=int(time.time() * 1000))
         return web.json_response(summary)
 
     def _last_bar_time(self) -> int | None:
