@@ -19,6 +19,7 @@ from kubetrade.runner.session_file import LoadedSession
 from kubetrade.runner.state import SessionState
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
+from kubetrade.runner.strategy.source import StrategySourceError, read_strategy
 
 
 class AssemblyError(Exception):
@@ -82,7 +83,10 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         window_size=spec.engine.market_data_cache_size,
         precision=spec.engine.decimal_precision,
     )
-    wasm = strategy_path(loaded).read_bytes()
+    try:
+        wasm = read_strategy(strategy_path(loaded))
+    except StrategySourceError as exc:
+        raise AssemblyError(f"spec.strategy.path: {exc}") from exc
     functions = HostFunctions(state)
     limits = SandboxLimits(
         max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,
