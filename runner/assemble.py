@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetrade.runner.brokers import create_broker
+from kubetrade.runner.brokers.paper import PaperBroker
 from kubetrade.runner.engine import Engine, EngineOptions
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata import create_market_data
@@ -75,6 +76,9 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         state_dir=options.state_dir,
         symbols=symbols,
     )
+    if not isinstance(broker, PaperBroker):
+        # Only the paper venue holds take-profits and stop-losses so far.
+        gate.brackets_venue = f"provider {spec.trading.provider!r}"
     state = SessionState.create(
         session=name,
         symbols=symbols,

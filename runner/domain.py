@@ -83,6 +83,14 @@ class RejectReason(StrEnum):
     VENUE_REJECTED = "venue_rejected"
 
 
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """A take-profit or stop-loss riding on an entry order (see the ABI proto)."""
+
+    side: Side
+    price: float
+
+
 @dataclass(slots=True)
 class Order:
     """An order from the moment the strategy asks for it until it is final."""
@@ -104,6 +112,9 @@ class Order:
     average_price: float = 0.0
     fee: float = 0.0
     updated: int = 0  # bar time of the last status change
+    take_profit: Bracket | None = None
+    stop_loss: Bracket | None = None
+    parent_id: str = ""  # for a take-profit or stop-loss: the entry it protects
 
     @property
     def remaining(self) -> float:
@@ -112,6 +123,38 @@ class Order:
     @property
     def notional(self) -> float:
         return self.quantity * self.price
+
+
+def bracket_children(parent: Order) -> list[Order]:
+    """The exits a filled entry's take-profit and stop-loss become, with derived ids.
+
+    The ids are the entry's id plus "-tp"/"-sl", so the engine's book and the
+    venue name the same orders without telling each other.
+    """
+    children = []
+    for suffix, reason, bracket, order_type in (
+        ("tp", "take_profit", parent.take_profit, OrderType.LIMIT),
+        ("sl", "stop_loss", parent.stop_loss, OrderType.MARKET),  # a stop: market once touched
+    ):
+        if bracket is None:
+            continue
+        children.append(
+            Order(
+                client_order_id=f"{parent.client_order_id}-{suffix}",
+                symbol=parent.symbol,
+                side=bracket.side,
+                order_type=order_type,
+                quantity=parent.quantity,
+                price=bracket.price,
+                time=parent.time,
+                strategy_name=parent.strategy_name,
+                reason=reason,
+                message=f"{reason.replace('_', ' ')} of {parent.client_order_id}",
+                position_type=parent.position_type,
+                parent_id=parent.client_order_id,
+            )
+        )
+    return children
 
 
 @dataclass(frozen=True, slots=True)

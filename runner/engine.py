@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
-from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus
+from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, bracket_children
 from kubetrade.runner.faults import crash_point
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata.base import MarketDataProvider
@@ -418,6 +418,7 @@ class Engine:
         book = self.state.book
         journal = self.journal
         for update in updates:
+            self._adopt_exit(update.client_order_id)
             if isinstance(update, Fill):
                 if book.has_fill(update.fill_id):
                     continue  # already booked (a venue may report a fill again after a restart)
@@ -431,8 +432,29 @@ class Engine:
                     out.append(ev.OrderFilled(replace(order), fill))
                     if order.status is OrderStatus.FILLED:
                         self.metrics.order("FILLED")
+                        if order.take_profit or order.stop_loss:
+                            # The venue now holds the entry's exits; book them too.
+                            self._adopt_exit(f"{order.client_order_id}-tp")
                 continue
             self._apply_update(update, out)
+
+    def _adopt_exit(self, client_order_id: str) -> None:
+        """Book the take-profit/stop-loss the venue created for a filled entry, when it
+        first reports on it; both sides derive the same order from the entry."""
+        book = self.state.book
+        if client_order_id in book.orders or client_order_id[-3:] not in ("-tp", "-sl"):
+            return
+        parent = book.orders.get(client_order_id[:-3])
+        if parent is None:
+            return
+        for child in bracket_children(parent):
+            if child.client_order_id in book.orders:
+                continue
+            child.updated = parent.updated
+            book.add(child)
+            if self.journal is not None:
+                self.journal.order_intent(child)
+                self.journal.order_sent(child.client_order_id)  # the venue made it
 
     def _apply_update(self, update: OrderUpdate, out: list[ev.Event]) -> None:
         order = self.state.book.orders.get(update.client_order_id)

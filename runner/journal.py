@@ -24,10 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubetrade.runner.domain import Fill, Mark, Order, OrderStatus, OrderType, Side
+from kubetrade.runner.domain import Bracket, Fill, Mark, Order, OrderStatus, OrderType, Side
 
 APPLICATION_ID = 0x6B74726A  # "ktrj": marks the file as a kubetrade journal
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates the schema from version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
@@ -103,6 +103,11 @@ _MIGRATIONS: tuple[str, ...] = (
         time INTEGER NOT NULL,
         close REAL NOT NULL
     );
+    """,
+    # v3: take-profits and stop-losses, and the entry an exit belongs to.
+    """
+    ALTER TABLE orders ADD COLUMN brackets TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE orders ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
     """,
 )
 
@@ -242,8 +247,16 @@ class Journal:
     def order_intent(self, order: Order) -> None:
         """Record an order before it may leave the process."""
         self._order_seq += 1
+        brackets = {
+            name: {"side": b.side.value, "price": b.price}
+            for name, b in (("take_profit", order.take_profit), ("stop_loss", order.stop_loss))
+            if b is not None
+        }
         self._db.execute(
-            "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?)",
+            "INSERT INTO orders (client_order_id, seq, symbol, side, order_type, quantity, "
+            "price, time, strategy_name, reason, message, strategy_order_id, position_type, "
+            "status, sent, filled_quantity, average_price, fee, updated, brackets, parent_id) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?,?,?,?,?,?)",
             (
                 order.client_order_id,
                 self._order_seq,
@@ -263,6 +276,8 @@ class Journal:
                 order.average_price,
                 order.fee,
                 order.updated,
+                json.dumps(brackets, sort_keys=True),
+                order.parent_id,
             ),
         )
 
@@ -355,7 +370,16 @@ class Journal:
     def snapshot(self) -> Snapshot:
         db = self._db
         snap = Snapshot(epoch=self.epoch)
-        for row in db.execute("SELECT * FROM orders ORDER BY seq"):
+        columns = (
+            "client_order_id, seq, symbol, side, order_type, quantity, price, time, "
+            "strategy_name, reason, message, strategy_order_id, position_type, status, sent, "
+            "filled_quantity, average_price, fee, updated, brackets, parent_id"
+        )
+        for row in db.execute(f"SELECT {columns} FROM orders ORDER BY seq"):
+            brackets = {
+                name: Bracket(side=Side(b["side"]), price=b["price"])
+                for name, b in json.loads(row[19]).items()
+            }
             order = Order(
                 client_order_id=row[0],
                 symbol=row[2],
@@ -374,6 +398,9 @@ class Journal:
                 average_price=row[16],
                 fee=row[17],
                 updated=row[18],
+                take_profit=brackets.get("take_profit"),
+                stop_loss=brackets.get("stop_loss"),
+                parent_id=row[20],
             )
             snap.orders.append(order)
             if not row[14] and not order.status.is_final:

@@ -42,6 +42,7 @@ class RiskGate:
     day: int = -1  # UTC day number of `day_start_equity`
     day_start_equity: float = 0.0
     halted_day: int = -1  # day on which the daily loss limit was hit
+    brackets_venue: str = ""  # the broker, if it cannot hold take-profits and stop-losses
 
     def start_of_bar(self, time: int, book: Book) -> None:
         """Roll the daily window; call before the strategy sees the bar."""
@@ -56,7 +57,11 @@ class RiskGate:
 
     def check(self, order: Order, book: Book, reference_price: float) -> Refusal | None:
         """Refuse the order, or accept it and count it against the rate limit."""
-        refusal = self._validate(order) or self._limits(order, book, reference_price)
+        refusal = (
+            self._validate(order)
+            or self._brackets(order, reference_price)
+            or self._limits(order, book, reference_price)
+        )
         if refusal is None:
             self.recent.append(order.time)
         return refusal
@@ -78,6 +83,39 @@ class RiskGate:
             return Refusal(
                 RejectReason.INVALID_PRICE, f"limit price must be > 0, got {order.price}"
             )
+        return None
+
+    def _brackets(self, order: Order, reference_price: float) -> Refusal | None:
+        """A take-profit must sit beyond the entry, a stop-loss behind it, both on the exit side."""
+        entry = order.price if order.order_type is OrderType.LIMIT else reference_price
+        for name, bracket, beyond in (
+            ("take_profit", order.take_profit, True),
+            ("stop_loss", order.stop_loss, False),
+        ):
+            if bracket is None:
+                continue
+            if self.brackets_venue:
+                return Refusal(
+                    RejectReason.INVALID_ORDER,
+                    f"{self.brackets_venue} cannot hold a {name} yet; place the exit yourself",
+                )
+            if not (math.isfinite(bracket.price) and bracket.price > 0):
+                return Refusal(
+                    RejectReason.INVALID_PRICE,
+                    f"{name}.price must be > 0, got {bracket.price} (kubetrade reads the exit "
+                    "price from field 4 of ExecuteOrderTakeProfitOrStopLoss)",
+                )
+            if bracket.side is order.side:
+                return Refusal(
+                    RejectReason.INVALID_ORDER, f"{name} must be on the other side of the entry"
+                )
+            above = bracket.price > entry
+            if above != (beyond == (order.side is Side.BUY)):
+                where = "above" if beyond == (order.side is Side.BUY) else "below"
+                return Refusal(
+                    RejectReason.INVALID_PRICE,
+                    f"{name}.price {bracket.price} must be {where} the entry price {entry}",
+                )
         return None
 
     def _limits(self, order: Order, book: Book, reference_price: float) -> Refusal | None:

@@ -37,6 +37,7 @@ from kubetrade.runner.domain import (
     Position,
     RejectReason,
     Side,
+    bracket_children,
 )
 from kubetrade.runner.ledger import Ledger
 
@@ -113,17 +114,18 @@ class PaperBroker:
             if self.store is not None:
                 self.store.bar(bar)
             events: list[BrokerEvent] = []
-            for client_id, resting in list(self.resting.items()):
+            # Stops first: when one bar reaches both exits of an entry, assume the worse.
+            waiting = sorted(self.resting.items(), key=lambda item: not _is_stop(item[1].order))
+            for client_id, resting in waiting:
                 order = resting.order
-                if order.symbol != bar.symbol:
+                if order.symbol != bar.symbol or client_id not in self.resting:
                     continue
                 price = self._touch_price(order, bar)
                 if price is None:
                     continue
-                del self.resting[client_id]
-                if self.store is not None:
-                    self.store.unrest(client_id)
+                self._unrest(client_id)
                 events.append(self._fill(order, order.quantity, price, bar.time))
+                events.extend(self._cancel_sibling(order, bar.time))
             return events
 
     async def lookup(self, order: Order) -> list[BrokerEvent] | None:
@@ -160,6 +162,26 @@ class PaperBroker:
             self.store.rest(order, reserve)
         self._status(order, OrderStatus.PENDING, bar.time)
         return []
+
+    def _unrest(self, client_id: str) -> None:
+        del self.resting[client_id]
+        if self.store is not None:
+            self.store.unrest(client_id)
+
+    def _cancel_sibling(self, child: Order, time: int) -> list[BrokerEvent]:
+        """One exit of an entry filled: the other one is cancelled (one cancels other)."""
+        if not child.parent_id:
+            return []
+        events: list[BrokerEvent] = []
+        for sibling in bracket_children_ids(child.parent_id):
+            resting = self.resting.get(sibling)
+            if sibling != child.client_order_id and resting is not None:
+                self._unrest(sibling)
+                why = f"{child.reason.replace('_', ' ')} {child.client_order_id} filled"
+                events.append(
+                    self._status(resting.order, OrderStatus.CANCELLED, time, "cancelled", why)
+                )
+        return events
 
     def _status(
         self, order: Order, status: OrderStatus, time: int, reason: str = "", message: str = ""
@@ -253,7 +275,9 @@ class PaperBroker:
         promised = sum(
             r.order.quantity
             for r in self.resting.values()
-            if r.order.symbol == order.symbol and r.order.side is Side.SELL
+            if r.order.symbol == order.symbol
+            and r.order.side is Side.SELL
+            and not _covered_stop(r.order, self.resting)
         )
         if order.quantity > held - promised + 10**-self.precision / 2:
             return (
@@ -277,6 +301,12 @@ class PaperBroker:
 
     @staticmethod
     def _touch_price(order: Order, bar: Bar) -> float | None:
+        if _is_stop(order):
+            # A stop executes at market once traded through: at its price, or at the open
+            # if the bar gapped past it.
+            if order.side is Side.SELL:
+                return min(order.price, bar.open) if bar.low <= order.price else None
+            return max(order.price, bar.open) if bar.high >= order.price else None
         if order.side is Side.BUY:
             if bar.low > order.price:
                 return None
@@ -305,4 +335,24 @@ class PaperBroker:
         self._status(order, status, time)
         if self.store is not None:
             self.store.fill(fill)
+        if status is OrderStatus.FILLED:
+            # The entry is in: its take-profit and stop-loss now rest at the venue.
+            for child in bracket_children(order):
+                self.resting[child.client_order_id] = _Resting(child, 0.0)
+                if self.store is not None:
+                    self.store.rest(child, 0.0)
+                self._status(child, OrderStatus.PENDING, time)
         return fill
+
+
+def _is_stop(order: Order) -> bool:
+    return bool(order.parent_id) and order.order_type is OrderType.MARKET
+
+
+def bracket_children_ids(parent_id: str) -> tuple[str, str]:
+    return (f"{parent_id}-tp", f"{parent_id}-sl")
+
+
+def _covered_stop(order: Order, resting: dict[str, _Resting]) -> bool:
+    """A stop whose take-profit sibling also rests: the two promise the same units once."""
+    return _is_stop(order) and f"{order.parent_id}-tp" in resting

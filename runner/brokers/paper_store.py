@@ -14,7 +14,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, OrderType, Position, Side
+from kubetrade.runner.domain import (
+    Bar,
+    Bracket,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS account (key TEXT PRIMARY KEY, value REAL NOT NULL);
@@ -31,6 +40,9 @@ CREATE TABLE IF NOT EXISTS last_bar (symbol TEXT PRIMARY KEY, body TEXT NOT NULL
 
 def _order_from(body: dict[str, Any]) -> Order:
     body = dict(body)
+    for name in ("take_profit", "stop_loss"):
+        if body.get(name):
+            body[name] = Bracket(side=Side(body[name]["side"]), price=body[name]["price"])
     body["side"] = Side(body["side"])
     body["order_type"] = OrderType(body["order_type"])
     body["status"] = OrderStatus(body["status"])

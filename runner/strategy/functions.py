@@ -14,7 +14,16 @@ from google.protobuf import empty_pb2, timestamp_pb2
 
 from kubetrade.runner import aggregate
 from kubetrade.runner import events as ev
-from kubetrade.runner.domain import Bar, Mark, Order, OrderStatus, OrderType, Position, Side
+from kubetrade.runner.domain import (
+    Bar,
+    Bracket,
+    Mark,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+)
 from kubetrade.runner.indicators import IndicatorEngine, IndicatorError
 from kubetrade.runner.sql import SqlEngine, SqlError
 from kubetrade.runner.state import HostCallError, SessionState
@@ -75,6 +84,17 @@ def _position(p: Position, strategy_name: str) -> pb.Position:
         open_timestamp=timestamp(p.open_time),
         strategy_name=strategy_name,
     )
+
+
+def _bracket(request: pb.ExecuteOrder, name: str) -> Bracket | None:
+    if not request.HasField(name):
+        return None
+    bracket = getattr(request, name)
+    side = _SIDES.get(bracket.side)
+    if side is None:
+        raise HostCallError(f"{name} has unknown side {bracket.side}")
+    # A missing price (0) reaches the risk check, which refuses it with the reason.
+    return Bracket(side=side, price=bracket.price)
 
 
 class HostFunctions:
@@ -339,5 +359,7 @@ class HostFunctions:
             strategy_order_id=request.id,
             position_type="SHORT" if request.position_type == pb.POSITION_TYPE_SHORT else "LONG",
             updated=state.now,
+            take_profit=_bracket(request, "take_profit"),
+            stop_loss=_bracket(request, "stop_loss"),
         )
         return order

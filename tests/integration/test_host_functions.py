@@ -244,3 +244,42 @@ async def test_stop_request_finishes_the_bar_in_hand(
         if isinstance(event, ev.EngineStopped):
             assert event.error is None and event.summary.bars == 7
     assert bars == 7
+
+
+async def test_take_profit_and_stop_loss_ride_on_the_entry(
+    tmp_path: Path, make_engine: EngineFactory
+) -> None:
+    rows = [
+        (0, 100, 100, 100, 100),  # entry: buy 2 at 100 with exits at 110 / 95
+        (1, 100, 103, 99, 102),  # neither exit reached: both rest
+        (2, 102, 108, 101, 107),
+        (3, 107, 112, 106, 111),  # high 112: the take-profit fills at 110
+        (4, 111, 111, 90, 91),  # the stop was cancelled with it: nothing happens
+    ]
+    data = write_bars(tmp_path / "bars.csv", "BTC", rows)
+    config = "{symbol: BTC, mode: bracket, takeProfit: 110, stopLoss: 95}"
+    engine = make_engine(spec(HOSTCHECK_WASM, data, config))
+    events = await run(engine)
+    c = checks(events)
+    assert c["bar2.position"]["quantity"] == "2"
+    assert c["bar2.open"]["count"] == "2"  # the two exits rest at the venue
+    assert c["bar4.position"]["quantity"] == "0"  # take-profit filled before bar 4's call
+    assert c["bar4.open"]["count"] == "0"  # and the stop went with it
+    fills = [e.fill for e in events if isinstance(e, ev.OrderFilled)]
+    assert [(f.side, f.quantity, f.price) for f in fills] == [("BUY", 2, 100), ("SELL", 2, 110)]
+    book = engine.state.book
+    exits = {o.client_order_id[-2:]: o for o in book.orders.values() if o.parent_id}
+    assert (exits["tp"].status, exits["tp"].reason) == ("FILLED", "take_profit")
+    assert exits["sl"].status == "CANCELLED"
+    assert book.ledger.realized_pnl == pytest.approx(20)
+
+
+async def test_a_stop_loss_above_a_long_entry_is_refused(
+    tmp_path: Path, make_engine: EngineFactory
+) -> None:
+    data = write_bars(tmp_path / "bars.csv", "BTC", flat_rows([100, 100, 100]))
+    config = "{symbol: BTC, mode: bracket, takeProfit: 110, stopLoss: 105}"
+    events = await run(make_engine(spec(HOSTCHECK_WASM, data, config)))
+    [refused] = [e.order for e in events if isinstance(e, ev.OrderRejected)]
+    assert refused.reason == "invalid_price" and "stop_loss.price 105" in refused.message
+    assert checks(events)["bar2.position"]["quantity"] == "0"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kubetrade.runner.brokers.base import OrderUpdate
 from kubetrade.runner.brokers.paper import FeeModel, PaperBroker
-from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, OrderType, Side
+from kubetrade.runner.brokers.paper_store import PaperStore
+from kubetrade.runner.domain import Bar, Bracket, Fill, Order, OrderStatus, OrderType, Side
 
 T0 = 1_700_000_000_000
 MIN = 60_000
@@ -139,3 +142,55 @@ async def test_order_before_any_price_is_refused() -> None:
     assert isinstance(update, OrderUpdate)
     assert update.status is OrderStatus.FAILED
     assert "no market price" in update.message
+
+
+def bracketed(cid: str, qty: float, tp: float | None, sl: float | None) -> Order:
+    entry = order(cid, Side.BUY, qty)
+    entry.take_profit = Bracket(Side.SELL, tp) if tp else None
+    entry.stop_loss = Bracket(Side.SELL, sl) if sl else None
+    return entry
+
+
+async def test_take_profit_fills_at_its_limit_and_cancels_the_stop() -> None:
+    broker = PaperBroker(initial_cash=10_000)
+    await broker.on_bar(bar(0, 100, 100, 100, 100))
+    [entry_fill] = await broker.submit(bracketed("e", 3, tp=110, sl=95))
+    assert isinstance(entry_fill, Fill)
+    assert set(broker.resting) == {"e-tp", "e-sl"}
+    assert await broker.submit(order("x", Side.SELL, 1)) != []  # 3 held, promised once: ok
+    assert await broker.on_bar(bar(1, 101, 108, 97, 104)) == []  # neither exit reached
+    tp_fill, cancelled = await broker.on_bar(bar(2, 105, 112, 104, 111))
+    assert isinstance(tp_fill, Fill) and isinstance(cancelled, OrderUpdate)
+    assert (tp_fill.client_order_id, tp_fill.price, tp_fill.quantity) == ("e-tp", 110, 3)
+    assert (cancelled.client_order_id, cancelled.status) == ("e-sl", OrderStatus.CANCELLED)
+    assert broker.resting == {}
+
+
+async def test_stop_loss_fills_at_the_stop_or_the_gap_and_wins_a_tie() -> None:
+    broker = PaperBroker(initial_cash=10_000)
+    await broker.on_bar(bar(0, 100, 100, 100, 100))
+    await broker.submit(bracketed("e", 2, tp=110, sl=95))
+    # One bar reaches both exits: the stop is assumed first (the worse outcome).
+    sl_fill, cancelled = await broker.on_bar(bar(1, 100, 111, 94, 100))
+    assert isinstance(sl_fill, Fill) and isinstance(cancelled, OrderUpdate)
+    assert (sl_fill.client_order_id, sl_fill.price) == ("e-sl", 95)
+    assert cancelled.client_order_id == "e-tp"
+    await broker.submit(bracketed("f", 1, tp=None, sl=95))
+    [gap] = await broker.on_bar(bar(2, 90, 91, 89, 90))  # opened below the stop
+    assert isinstance(gap, Fill) and gap.price == 90
+
+
+async def test_brackets_survive_a_restart_of_a_durable_venue(tmp_path: Path) -> None:
+    store_path = tmp_path / "venue.db"
+    broker = PaperBroker(initial_cash=10_000, store=PaperStore(store_path))
+    await broker.on_bar(bar(0, 100, 100, 100, 100))
+    await broker.submit(bracketed("e", 2, tp=110, sl=95))
+    await broker.close()
+    again = PaperBroker(initial_cash=10_000, store=PaperStore(store_path))
+    assert set(again.resting) == {"e-tp", "e-sl"}
+    assert again.resting["e-tp"].order.parent_id == "e"
+    [tp_fill, _] = await again.on_bar(bar(1, 105, 112, 104, 111))
+    assert isinstance(tp_fill, Fill) and tp_fill.client_order_id == "e-tp"
+    looked_up = await again.lookup(order("e", Side.BUY, 2))
+    assert looked_up is not None and looked_up[0].status is OrderStatus.FILLED
+    await again.close()

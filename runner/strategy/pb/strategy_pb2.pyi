@@ -396,14 +396,16 @@ class Reason(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ExecuteOrderTakeProfitOrStopLoss(_message.Message):
-    __slots__ = ("symbol", "side", "order_type")
+    __slots__ = ("symbol", "side", "order_type", "price")
     SYMBOL_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
     ORDER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRICE_FIELD_NUMBER: _ClassVar[int]
     symbol: str
     side: PurchaseType
     order_type: OrderType
-    def __init__(self, symbol: _Optional[str] = ..., side: _Optional[_Union[PurchaseType, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ...) -> None: ...
+    price: float
+    def __init__(self, symbol: _Optional[str] = ..., side: _Optional[_Union[PurchaseType, str]] = ..., order_type: _Optional[_Union[OrderType, str]] = ..., price: _Optional[float] = ...) -> None: ...
 
 class ExecuteOrder(_message.Message):
     __slots__ = ("id", "symbol", "side", "order_type", "reason", "price", "strategy_name", "quantity", "take_profit", "stop_loss", "position_type")

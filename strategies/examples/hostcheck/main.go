@@ -55,6 +55,8 @@
 //	  bar7.account        (as bar4.account)
 //	bar 8 and later: only the counter; no reports.
 //
+// Bracket mode ("mode": "bracket", "takeProfit": P, "stopLoss": Q): see bracket().
+//
 // Trap mode ("mode": "trap"), on every bar N:
 //
 //	N % 3 == 0: cancel_order("no-such-order"); the host answers an unknown id
@@ -107,7 +109,7 @@ const configSchema = `{
   "properties": {
     "symbol": {"type": "string", "minLength": 1, "description": "The one symbol to trade."},
     "mode": {
-      "enum": ["", "script", "trap"], "default": "script",
+      "enum": ["", "script", "trap", "bracket"], "default": "script",
       "description": "script: the scripted host-function check; trap: trap every 3rd bar."
     }
   }
@@ -116,6 +118,9 @@ const configSchema = `{
 type config struct {
 	Symbol string `json:"symbol"`
 	Mode   string `json:"mode"`
+	// Bracket mode: exit prices of the take-profit and stop-loss (0: leave out).
+	TakeProfit float64 `json:"takeProfit"`
+	StopLoss   float64 `json:"stopLoss"`
 }
 
 type hostCheck struct {
@@ -134,8 +139,9 @@ func (h *hostCheck) Initialize(
 	if cfg.Symbol == "" {
 		return nil, errors.New("invalid config: symbol is required")
 	}
-	if cfg.Mode != "" && cfg.Mode != "script" && cfg.Mode != "trap" {
-		return nil, fmt.Errorf("invalid config: mode must be script or trap, got %q", cfg.Mode)
+	if cfg.Mode != "" && cfg.Mode != "script" && cfg.Mode != "trap" && cfg.Mode != "bracket" {
+		return nil, fmt.Errorf(
+			"invalid config: mode must be script, trap or bracket, got %q", cfg.Mode)
 	}
 	h.cfg = cfg
 	return &emptypb.Empty{}, nil
@@ -153,9 +159,12 @@ func (h *hostCheck) ProcessData(
 		return nil, err
 	}
 	r := &run{h: h, ctx: ctx, bar: bar, n: n}
-	if h.cfg.Mode == "trap" {
+	switch h.cfg.Mode {
+	case "trap":
 		r.trap()
-	} else {
+	case "bracket":
+		r.bracket()
+	default:
 		r.script()
 	}
 	if r.err != nil {
@@ -190,6 +199,32 @@ type run struct {
 	bar *strategy.MarketData
 	n   int
 	err error
+}
+
+// bracket buys 2 on bar 1 with the configured take-profit and stop-loss, then
+// reports its position and open orders on every bar as barN.position and
+// barN.open (the exits appear as open orders once the entry has filled).
+func (r *run) bracket() {
+	if r.n == 1 {
+		order := sdk.MarketOrder(r.h.cfg.Symbol, sdk.Buy, 2, r.bar.GetClose(), "bracketed entry")
+		exit := strategy.PurchaseType_PURCHASE_TYPE_SELL
+		if r.h.cfg.TakeProfit != 0 {
+			order.TakeProfit = &strategy.ExecuteOrderTakeProfitOrStopLoss{
+				Symbol: r.h.cfg.Symbol, Side: exit,
+				OrderType: strategy.OrderType_ORDER_TYPE_LIMIT, Price: r.h.cfg.TakeProfit,
+			}
+		}
+		if r.h.cfg.StopLoss != 0 {
+			order.StopLoss = &strategy.ExecuteOrderTakeProfitOrStopLoss{
+				Symbol: r.h.cfg.Symbol, Side: exit,
+				OrderType: strategy.OrderType_ORDER_TYPE_MARKET, Price: r.h.cfg.StopLoss,
+			}
+		}
+		r.place("entry", order)
+		return
+	}
+	r.checkPosition(fmt.Sprintf("bar%d", r.n))
+	r.checkOpenOrders(fmt.Sprintf("bar%d.open", r.n))
 }
 
 func (r *run) trap() {

@@ -1173,6 +1173,10 @@ func (x *Reason) GetMessage() string {
 	return ""
 }
 
+// A take-profit or stop-loss attached to an entry order. Once the entry fills,
+// the venue holds an exit of the filled quantity: a take-profit as a limit at
+// `price`, a stop-loss as a stop that executes at market when the price trades
+// through `price`; when one of the two fills, the other is cancelled.
 type ExecuteOrderTakeProfitOrStopLoss struct {
 	state         protoimpl.MessageState
 	sizeCache     protoimpl.SizeCache
@@ -1181,6 +1185,9 @@ type ExecuteOrderTakeProfitOrStopLoss struct {
 	Symbol    string       `protobuf:"bytes,1,opt,name=symbol,proto3" json:"symbol,omitempty"`
 	Side      PurchaseType `protobuf:"varint,2,opt,name=side,proto3,enum=strategy.PurchaseType" json:"side,omitempty"`
 	OrderType OrderType    `protobuf:"varint,3,opt,name=order_type,json=orderType,proto3,enum=strategy.OrderType" json:"order_type,omitempty"`
+	// kubetrade extension (argo-trading's message has no price, so it cannot say
+	// where to exit). Required: an order whose bracket has no price is refused.
+	Price float64 `protobuf:"fixed64,4,opt,name=price,proto3" json:"price,omitempty"`
 }
 
 func (x *ExecuteOrderTakeProfitOrStopLoss) ProtoReflect() protoreflect.Message {
@@ -1206,6 +1213,13 @@ func (x *ExecuteOrderTakeProfitOrStopLoss) GetOrderType() OrderType {
 		return x.OrderType
 	}
 	return OrderType_ORDER_TYPE_MARKET
+}
+
+func (x *ExecuteOrderTakeProfitOrStopLoss) GetPrice() float64 {
+	if x != nil {
+		return x.Price
+	}
+	return 0
 }
 
 type ExecuteOrder struct {

@@ -1574,6 +1574,12 @@ func (m *ExecuteOrderTakeProfitOrStopLoss) MarshalToSizedBufferVT(dAtA []byte) (
 		i -= len(m.unknownFields)
 		copy(dAtA[i:], m.unknownFields)
 	}
+	if m.Price != 0 {
+		i -= 8
+		binary.LittleEndian.PutUint64(dAtA[i:], uint64(math.Float64bits(float64(m.Price))))
+		i--
+		dAtA[i] = 0x21
+	}
 	if m.OrderType != 0 {
 		i = encodeVarint(dAtA, i, uint64(m.OrderType))
 		i--
@@ -3229,6 +3235,9 @@ func (m *ExecuteOrderTakeProfitOrStopLoss) SizeVT() (n int) {
 	}
 	if m.OrderType != 0 {
 		n += 1 + sov(uint64(m.OrderType))
+	}
+	if m.Price != 0 {
+		n += 9
 	}
 	n += len(m.unknownFields)
 	return n
@@ -6970,6 +6979,17 @@ func (m *ExecuteOrderTakeProfitOrStopLoss) UnmarshalVT(dAtA []byte) error {
 					break
 				}
 			}
+		case 4:
+			if wireType != 1 {
+				return fmt.Errorf("proto: wrong wireType = %d for field Price", wireType)
+			}
+			var v uint64
+			if (iNdEx + 8) > l {
+				return io.ErrUnexpectedEOF
+			}
+			v = uint64(binary.LittleEndian.Uint64(dAtA[iNdEx:]))
+			iNdEx += 8
+			m.Price = float64(math.Float64frombits(v))
 		default:
 			iNdEx = preIndex
 			skippy, err := skip(dAtA[iNdEx:])
