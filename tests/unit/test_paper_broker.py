@@ -192,5 +192,7 @@ async def test_brackets_survive_a_restart_of_a_durable_venue(tmp_path: Path) -> 
     [tp_fill, _] = await again.on_bar(bar(1, 105, 112, 104, 111))
     assert isinstance(tp_fill, Fill) and tp_fill.client_order_id == "e-tp"
     looked_up = await again.lookup(order("e", Side.BUY, 2))
-    assert looked_up is not None and looked_up[0].status is OrderStatus.FILLED
+    assert looked_up is not None
+    status = looked_up[0]
+    assert isinstance(status, OrderUpdate) and status.status is OrderStatus.FILLED
     await again.close()
