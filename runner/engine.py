@@ -148,7 +148,12 @@ class Engine:
             # First settle what the journal left open, so the venue's fills reach the
             # book; then compare the book with the venue's account, which wins.
             settled = await self._resolve_orders()
+            refresh = getattr(self.broker, "refresh_account", None)
+            if restored and refresh is not None:
+                await refresh()  # balances as they are after the orders just settled
             settled += self._adopt_account(restored)
+            if self.journal is not None and self.journal.initial_cash() is None:
+                self.journal.set_initial_cash(self.state.book.ledger.cash)
             name = self._start_strategy()
             yield ev.EngineStarted(self.state.symbols, self.options.interval, name)
             for event in settled:
@@ -179,6 +184,9 @@ class Engine:
         self.state.epoch = snapshot.epoch  # new ids never collide with journaled ones
         if not snapshot.orders and not snapshot.cursor and not snapshot.cache:
             return False
+        initial = self.journal.initial_cash()
+        if initial is not None:
+            self.state.book.ledger.cash = initial  # the journal's fills replay from here
         restore_state(self.state, snapshot)
         self._last_time = dict(snapshot.cursor)
         self._resume_after = dict(snapshot.cursor)

@@ -435,6 +435,15 @@ class Journal:
     def session_name(self) -> str:
         return _get(self._db, "session") or ""
 
+    def initial_cash(self) -> float | None:
+        """The cash the session started with, recorded once at its first start."""
+        value = _get(self._db, "initial_cash")
+        return None if value is None else float(value)
+
+    def set_initial_cash(self, cash: float) -> None:
+        with _transaction(self._db):
+            _put(self._db, "initial_cash", repr(cash))
+
     def logs(self) -> list[tuple[int, str, str, dict[str, str]]]:
         rows = self._db.execute("SELECT time, level, message, fields FROM logs ORDER BY seq")
         return [(t, lvl, msg, json.loads(f)) for t, lvl, msg, f in rows]
