@@ -97,3 +97,23 @@ def test_report_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     result = kubetrade("report", tmp_path)
     assert result.returncode == 2
     assert "no journal" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_runner_refuses_a_corrupt_journal_and_keeps_it(state_dir: Path, tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    broken = tmp_path / "state"
+    shutil.copytree(state_dir, broken)
+    journal = broken / "journal.db"
+    data = bytearray(journal.read_bytes())
+    for page in range(1, len(data) // 4096):
+        data[page * 4096 : page * 4096 + 12] = b"\xff" * 12
+    journal.write_bytes(bytes(data))
+    before = hashlib.sha256(journal.read_bytes()).hexdigest()
+    session = state_dir.parent / "session.yaml"
+    result = kubetrade("run", "--no-http", "--state-dir", broken, session)
+    assert result.returncode == 2
+    assert str(journal) in result.stderr and "untouched" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert hashlib.sha256(journal.read_bytes()).hexdigest() == before
