@@ -196,8 +196,10 @@ class HostFunctions:
         return _EMPTY
 
     def place_multiple_orders(self, request: pb.PlaceMultipleOrdersRequest) -> empty_pb2.Empty:
-        for item in request.orders:
-            self._state.accept(self._order(item))
+        # All or nothing: a malformed order traps the call before any order is placed.
+        orders = [self._order(item) for item in request.orders]
+        for order in orders:
+            self._state.accept(order)
         return _EMPTY
 
     def get_positions(self, request: empty_pb2.Empty) -> pb.GetPositionsResponse:
@@ -293,6 +295,13 @@ class HostFunctions:
 
     def mark(self, request: pb.MarkRequest) -> empty_pb2.Empty:
         m, data = request.mark, request.market_data
+        for enum, value, name in (
+            (pb.MarkShape, m.shape, "shape"),
+            (pb.SignalType, m.signal_type, "signal_type"),
+            (pb.MarkLevel, m.level, "level"),
+        ):
+            if value not in enum.values():
+                raise HostCallError(f"mark has unknown {name} {value}")
         self._state.marks.append(
             Mark(
                 symbol=data.symbol,
@@ -337,11 +346,11 @@ class HostFunctions:
         state = self._state
         side = _SIDES.get(request.side)
         order_type = _TYPES.get(request.order_type)
-        if side is None or order_type is None:
-            # An enum value this ABI version does not know: refuse, do not guess.
-            raise HostCallError(
-                f"order has unknown side {request.side} or order type {request.order_type}"
-            )
+        # An enum value this ABI version does not know: refuse, do not guess.
+        if side is None:
+            raise HostCallError(f"order has unknown side {request.side}")
+        if order_type is None:
+            raise HostCallError(f"order has unknown order type {request.order_type}")
         quantity = request.quantity
         if math.isfinite(quantity):
             quantity = round(quantity, state.precision)

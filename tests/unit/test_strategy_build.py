@@ -23,6 +23,7 @@ STRATEGIES = ROOT / "strategies"
 WASM_FILES = (
     "examples/sma/sma.wasm",
     "examples/hostcheck/hostcheck.wasm",
+    "testdata/apicheck/apicheck.wasm",
     "testdata/faulty/faulty.wasm",
 )
 
