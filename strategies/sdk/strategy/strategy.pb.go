@@ -163,13 +163,18 @@ const (
 	// Config [fast=12, slow=26, signal=9]; RawValue {"macd"}
 	IndicatorType_INDICATOR_MACD IndicatorType = 1
 	// Config [period=20, stdDev=2.0, lookback="24h"]; RawValue {"upper","middle","lower"}
-	IndicatorType_INDICATOR_BOLLINGER_BANDS       IndicatorType = 2
+	IndicatorType_INDICATOR_BOLLINGER_BANDS IndicatorType = 2
+	// Config [period=14, smooth=3, signal=3, overbought=80, oversold=20]; RawValue {"k","d"}
 	IndicatorType_INDICATOR_STOCHASTIC_OSCILLATOR IndicatorType = 3
 	// Config [period=14, overbought=-20, oversold=-80]; RawValue {"wr"}
-	IndicatorType_INDICATOR_WILLIAMS_R     IndicatorType = 4
-	IndicatorType_INDICATOR_ADX            IndicatorType = 5
-	IndicatorType_INDICATOR_CCI            IndicatorType = 6
-	IndicatorType_INDICATOR_AO             IndicatorType = 7
+	IndicatorType_INDICATOR_WILLIAMS_R IndicatorType = 4
+	// Config [period=14, threshold=25]; RawValue {"adx","plus_di","minus_di"}
+	IndicatorType_INDICATOR_ADX IndicatorType = 5
+	// Config [period=20, overbought=100, oversold=-100]; RawValue {"cci"}
+	IndicatorType_INDICATOR_CCI IndicatorType = 6
+	// Config [fast=5, slow=34]; RawValue {"ao"}
+	IndicatorType_INDICATOR_AO IndicatorType = 7
+	// Not supported: configuring it traps the call.
 	IndicatorType_INDICATOR_TREND_STRENGTH IndicatorType = 8
 	// Config [period=100, multiplier=3.0];
 	// RawValue {"filter","smooth_range","upward_count","downward_count"}
