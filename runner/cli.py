@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("schema", help="print the JSON schema of a LiveTradingSession")
 
+    commands.add_parser("crd", help="print the LiveTradingSession CustomResourceDefinition")
+    # The operator parses its own flags (`kubetrade operator --help`).
+    commands.add_parser("operator", help="run the Kubernetes operator", add_help=False)
+
     report = commands.add_parser("report", help="what a session did, from its journal")
     report.add_argument("state_dir", type=Path, help="the session's --state-dir")
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -103,7 +107,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "operator":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -114,6 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "report":
         return _report(args)
+    if args.command == "crd":
+        # The operator package is imported only by the commands that need it.
+        from kubetrade.operator.crd import render_crd
+
+        sys.stdout.write(render_crd())
+        return 0
+    if args.command == "operator":
+        from kubetrade.operator.main import main as operator_main
+
+        return operator_main(extra)
     return _run(args)
 
 

@@ -1,0 +1,180 @@
+"""One reconciliation of one session: observe, decide, act, record.
+
+Level-based: whatever woke us (a session event, a runner pod event, the resync timer, the
+deletion handler), we read the session, its runner pods and its ConfigMap afresh, let
+`plan` decide from those alone, take that one step, and write down what we saw. The
+next event carries the work on, so an operator restart, a lost event or a hand-deleted
+pod all end in the same place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from kubetrade.operator import children, status
+from kubetrade.operator.kube import ApiError, Kube, core_path, session_path
+from kubetrade.operator.plan import Observed, Plan, owned_by, plan, previous_status
+from kubetrade.operator.status import Outcome, SessionStatus
+
+log = logging.getLogger("kubetrade.operator")
+
+Obj = dict[str, Any]
+
+
+class Reconciler:
+    """Carries out `plan` against the API server, one session at a time."""
+
+    def __init__(self, kube: Kube, settings: children.RunnerSettings) -> None:
+        self.kube = kube
+        self.settings = settings
+        # kopf calls us from several tasks (session events, pod events, timers): one
+        # reconciliation of a session at a time, or two could each create a pod.
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._figures_tried: dict[tuple[str, str], float] = {}  # monotonic seconds
+
+    async def reconcile(self, namespace: str, name: str) -> bool:
+        """Move one session one step; True when nothing of it is left to stop."""
+        key = (namespace, name)
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            session = await self.kube.session(namespace, name)
+            if session is None:
+                self._locks.pop(key, None)
+                self._figures_tried.pop(key, None)
+                return True
+            pods = await self.kube.runner_pods(namespace, name)
+            # A runner pod whose labels were edited away is still a runner: look it up by
+            # its fixed name too, and tell it from somebody else's pod of that name.
+            pod_name = children.runner_pod_name(name)
+            name_taken = False
+            if all(p["metadata"]["name"] != pod_name for p in pods):
+                stray = await self.kube.get(core_path(namespace, "pods", pod_name))
+                if stray is not None and owned_by(stray, session):
+                    pods.append(stray)
+                name_taken = stray is not None and not owned_by(stray, session)
+            config_map = children.config_map_name(name)
+            observed = Observed(
+                session=session,
+                pods=pods,
+                config_map=await self.kube.get(core_path(namespace, "configmaps", config_map)),
+                name_taken=name_taken,
+            )
+            step = plan(observed, self.settings)
+            await self._act(observed, step)
+            await self._record(session, step)
+            return step.finished
+
+    async def _act(self, observed: Observed, step: Plan) -> None:
+        namespace = observed.session["metadata"]["namespace"]
+        for pod, why in step.delete_pods:
+            meta = pod["metadata"]
+            # The uid precondition: never delete a successor that took the name meanwhile.
+            body = {"preconditions": {"uid": meta["uid"]}}
+            await self.kube.delete(core_path(namespace, "pods", meta["name"]), body)
+            log.info("%s/%s: deleting (uid %s): %s", namespace, meta["name"], meta["uid"], why)
+        wanted = step.write_config_map
+        if wanted is not None:
+            name = wanted["metadata"]["name"]
+            try:
+                if observed.config_map is None:
+                    await self.kube.create(core_path(namespace, "configmaps"), wanted)
+                else:
+                    version = observed.config_map["metadata"]["resourceVersion"]
+                    body = {
+                        **wanted,
+                        "metadata": {**wanted["metadata"], "resourceVersion": version},
+                    }
+                    await self.kube.replace(core_path(namespace, "configmaps", name), body)
+            except ApiError as exc:
+                if exc.status != 409:  # someone wrote it meanwhile: the next event shows it
+                    raise
+        if step.delete_config_map:
+            name = children.config_map_name(observed.session["metadata"]["name"])
+            await self.kube.delete(core_path(namespace, "configmaps", name))
+        if step.create_pod is not None:
+            try:
+                await self.kube.create(core_path(namespace, "pods"), step.create_pod)
+                log.info("%s/%s: created", namespace, step.create_pod["metadata"]["name"])
+            except ApiError as exc:
+                if exc.status != 409:  # 409: a pod of that name exists after all; wait for it
+                    message = f"the API server refused the runner pod: {exc.message}"
+                    step.outcome = Outcome("Failed", "RunnerPodRejected", message, stalled=True)
+                    # Retried at every resync: one Event, not one per attempt.
+                    previous = previous_status(observed.session)
+                    again = previous is not None and previous.reason == "RunnerPodRejected"
+                    step.events = [] if again else [("Warning", "RunnerPodRejected", message)]
+        for kind, reason, message in step.events:
+            await self.kube.event(observed.session, kind, reason, message)
+
+    async def _record(self, session: Obj, step: Plan) -> None:
+        """Write the status if it says something new; an Event when the phase changes."""
+        meta = session["metadata"]
+        now = datetime.now(UTC)
+        previous = previous_status(session)
+        summary = previous.summary if previous is not None else None
+        if step.figures_from is not None:
+            summary = await self._figures(session, step.figures_from, summary, now)
+        outcome = step.outcome
+        new = SessionStatus(
+            phase=outcome.phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            observed_generation=int(meta.get("generation", 0)),
+            runner_pod=step.runner_pod,
+            strategy=step.strategy,
+            conditions=status.conditions(
+                outcome,
+                suspended=bool((session.get("spec") or {}).get("suspend")),
+                generation=int(meta.get("generation", 0)),
+                previous=previous.conditions if previous is not None else [],
+                now=now,
+            ),
+            summary=summary,
+        ).dump()
+        old = session.get("status") or {}
+        if new != old:
+            # A merge patch keeps keys it does not mention: name the dropped ones as null.
+            patch = {**dict.fromkeys(old.keys() - new.keys()), **new}
+            try:
+                path = session_path(meta["namespace"], meta["name"]) + "/status"
+                await self.kube.merge_patch(path, {"status": patch})
+            except ApiError as exc:
+                if exc.status != 404:  # gone meanwhile: nothing left to describe
+                    raise
+        # One Event per transition: a new phase, or a new trouble within Degraded/Failed.
+        troubled = outcome.phase in ("Degraded", "Failed")
+        before = (previous.phase, previous.reason) if previous is not None else None
+        moved = before is None or before[0] != outcome.phase
+        if moved:
+            name = f"{meta['namespace']}/{meta['name']}"
+            log.info("%s: %s (%s) %s", name, outcome.phase, outcome.reason, outcome.message)
+        if (moved or (troubled and before != (outcome.phase, outcome.reason))) and not step.events:
+            kind = "Warning" if troubled else "Normal"
+            await self.kube.event(session, kind, outcome.reason or outcome.phase, outcome.message)
+
+    async def _figures(
+        self,
+        session: Obj,
+        pod: Obj,
+        summary: status.RunnerSummary | None,
+        now: datetime,
+    ) -> status.RunnerSummary | None:
+        """The runner's figures, read from its /status at most every 15 s."""
+        key = (session["metadata"]["namespace"], session["metadata"]["name"])
+        tried = self._figures_tried.get(key)
+        recently = tried is not None and time.monotonic() - tried < status.SUMMARY_INTERVAL_SECONDS
+        pod_ip = (pod.get("status") or {}).get("podIP")
+        if recently or not pod_ip or not status.summary_due(summary, now):
+            return summary
+        self._figures_tried[key] = time.monotonic()
+        port = int(session["spec"].get("metricsPort", 9102))
+        try:
+            payload = await self.kube.runner_status(pod_ip, port)
+        except aiohttp.ClientError:
+            payload = None
+        return summary if payload is None else status.summary_from_runner(payload, now)
