@@ -2,10 +2,11 @@
 
     PYTHONSAFEPATH=1 .venv/bin/python benchmarks/bench_engine.py [--bars 20000] [--runs 3]
 
-Runs the example SMA strategy (compiled Go, in the wasm sandbox) over synthetic
-bars with the paper broker, as `kubetrade run` would, and reports bars/s for the
-whole run (best of N) and the distribution of time spent per bar inside the
-engine (broker step, window, strategy call, order submission).
+Runs the example SMA strategy (compiled Go, in the wasm sandbox) over replayed
+bars (a CSV of seeded synthetic bars written first) with the paper broker, as
+`kubetrade run` would, and reports bars/s for the whole run (best of N) and the
+distribution of time spent per bar inside the engine (broker step, window,
+strategy call, order submission).
 """
 
 from __future__ import annotations
@@ -22,13 +23,32 @@ from pathlib import Path
 from kubetrade.runner import events as ev
 from kubetrade.runner.assemble import build_engine
 from kubetrade.runner.engine import Engine
+from kubetrade.runner.marketdata.synthetic import SyntheticProvider
 from kubetrade.runner.session_file import load_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SMA = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"
 
 
+def write_bars(path: Path, bars: int) -> None:
+    """Seeded synthetic bars as a replay file (generating them is not what is measured)."""
+
+    async def generate() -> list[str]:
+        provider = SyntheticProvider(
+            symbols=["BTCUSDT"], interval_ms=60_000, seed=7, start_price=60_000,
+            volatility=0.001, bars=bars, start_time_ms=1_704_067_200_000,
+        )  # fmt: skip
+        rows = ["time,symbol,open,high,low,close,volume"]
+        async for b in provider.stream():
+            rows.append(f"{b.time},{b.symbol},{b.open},{b.high},{b.low},{b.close},{b.volume}")
+        return rows
+
+    path.write_text("\n".join(asyncio.run(generate())) + "\n")
+
+
 def session(directory: Path, bars: int) -> Path:
+    data = directory / "bars.csv"
+    write_bars(data, bars)
     path = directory / "bench.yaml"
     path.write_text(
         f"""
@@ -42,8 +62,8 @@ spec:
     path: {SMA}
     config: {{fastPeriod: 5, slowPeriod: 20, quantity: 0.01}}
   marketData:
-    provider: synthetic
-    config: {{seed: 7, startPrice: 60000, volatility: 0.001, bars: {bars}}}
+    provider: replay
+    config: {{path: {data}}}
   trading:
     provider: paper
     config: {{initialCash: 1000000, feeBps: 1}}

@@ -98,7 +98,10 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
     )
 
     def new_strategy() -> WasmStrategy:
-        return WasmStrategy(wasm, functions, session=name, limits=limits)
+        # The strategy's clocks read bar time, also while a restarted instance initializes.
+        return WasmStrategy(
+            wasm, functions, session=name, limits=limits, clock=lambda: state.now * 1_000_000
+        )
 
     market_data, warmup_end = create_market_data(
         spec,

@@ -37,6 +37,7 @@ from kubetrade.runner.state import SessionState
 from kubetrade.runner.strategy.host import StrategyError as StrategyCallError
 
 log = logging.getLogger("kubetrade.engine")
+_NO_TRANSACTION: contextlib.nullcontext[None] = contextlib.nullcontext()  # reusable
 
 
 class Strategy(Protocol):
@@ -87,6 +88,7 @@ class Engine:
         self.broker = broker
         self.options = options
         self.metrics = metrics or SessionMetrics(session=state.session)
+        self.metrics.account_source = state.book.account
         # Network feeds report their connection; replayed data has no such thing.
         self.feed_health: FeedHealth | None = getattr(market_data, "health", None)
         if self.feed_health is not None:
@@ -321,11 +323,11 @@ class Engine:
                 self.journal.price(bar.symbol, bar.time, bar.close)
             crash_point("bar-journaled")
         await self._send_orders(out)
-        account = state.book.account()
-        # The bar's closing equity rides along with the next bar's transaction (or
-        # the shutdown's), which saves an fsync per bar; a crash loses one point.
-        self._pending_equity = (bar.time, account.equity, account.balance)
-        self.metrics.account(account.equity, account.realized_pnl, account.unrealized_pnl)
+        if self.journal is not None:
+            # The bar's closing equity rides along with the next bar's transaction (or
+            # the shutdown's), which saves an fsync per bar; a crash loses one point.
+            account = state.book.account()
+            self._pending_equity = (bar.time, account.equity, account.balance)
         limit = self.options.max_consecutive_strategy_errors
         if limit and self._consecutive_errors >= limit:
             raise EngineFailure(
@@ -376,7 +378,7 @@ class Engine:
                 out.append(self._recover())
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        return self.journal.transaction() if self.journal else contextlib.nullcontext()
+        return self.journal.transaction() if self.journal else _NO_TRANSACTION
 
     def _recover(self) -> ev.Event:
         """Replace a strategy instance that trapped on its own.

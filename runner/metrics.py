@@ -1,19 +1,22 @@
 """Prometheus metrics of one session.
 
 Each session gets its own registry (not the process-global one), so tests and
-embedded engines never see each other's figures. Label children are bound once
-because the per-bar path updates them at replay speed.
+embedded engines never see each other's figures. Figures that change on every
+bar (bars, last bar time, equity, PnL) are kept as plain numbers and turned
+into metrics only when Prometheus scrapes: the bar path runs at replay speed,
+scrapes come every few seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from time import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kubetrade.runner.domain import AccountInfo
 from kubetrade.runner.marketdata.health import FeedHealth
 
 
@@ -22,9 +25,6 @@ class SessionMetrics:
         self.session = session
         self.registry = r = registry or CollectorRegistry()
         labels = ["session"]
-        self._bars = Counter(
-            "kubetrade_bars", "Closed bars processed", [*labels, "symbol"], registry=r
-        )
         self._orders = Counter(
             "kubetrade_orders", "Orders by final or current status", [*labels, "status"], registry=r
         )
@@ -34,31 +34,19 @@ class SessionMetrics:
         self._strategy_errors = Counter(
             "kubetrade_strategy_errors", "Strategy calls that failed or trapped", labels, registry=r
         )
-        self._last_bar = Gauge(
-            "kubetrade_last_bar_time_seconds",
-            "Open time of the last processed bar (Unix seconds)",
-            [*labels, "symbol"],
-            registry=r,
-        )
-        self._equity = Gauge("kubetrade_equity", "Account equity", labels, registry=r)
-        self._realized = Gauge("kubetrade_realized_pnl", "Realized PnL", labels, registry=r)
-        self._unrealized = Gauge("kubetrade_unrealized_pnl", "Unrealized PnL", labels, registry=r)
         self._ready = Gauge("kubetrade_ready", "1 when the runner is ready", labels, registry=r)
-        self._bar_children: dict[str, tuple[Counter, Gauge]] = {}
+        self.bars: dict[str, int] = {}  # per symbol
+        self.last_bar: dict[str, int] = {}  # per symbol, ms
+        self.account_source: Callable[[], AccountInfo] | None = None
+        r.register(_BarCollector(self))
 
     def watch_feed(self, health: FeedHealth) -> None:
         """Export a network feed's health, read fresh at every scrape."""
         self.registry.register(_FeedCollector(self.session, health))
 
     def bar(self, symbol: str, time_ms: int) -> None:
-        children = self._bar_children.get(symbol)
-        if children is None:
-            children = self._bar_children[symbol] = (
-                self._bars.labels(self.session, symbol),
-                self._last_bar.labels(self.session, symbol),
-            )
-        children[0].inc()
-        children[1].set(time_ms / 1000)
+        self.bars[symbol] = self.bars.get(symbol, 0) + 1
+        self.last_bar[symbol] = time_ms
 
     def order(self, status: str) -> None:
         self._orders.labels(self.session, status).inc()
@@ -69,16 +57,45 @@ class SessionMetrics:
     def strategy_error(self) -> None:
         self._strategy_errors.labels(self.session).inc()
 
-    def account(self, equity: float, realized: float, unrealized: float) -> None:
-        self._equity.labels(self.session).set(equity)
-        self._realized.labels(self.session).set(realized)
-        self._unrealized.labels(self.session).set(unrealized)
-
     def ready(self, value: bool) -> None:
         self._ready.labels(self.session).set(1 if value else 0)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _BarCollector(Collector):
+    """The per-bar figures, read at scrape time."""
+
+    def __init__(self, metrics: SessionMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        m = self._metrics
+        bars = CounterMetricFamily(
+            "kubetrade_bars", "Closed bars processed", labels=["session", "symbol"]
+        )
+        last = GaugeMetricFamily(
+            "kubetrade_last_bar_time_seconds",
+            "Open time of the last processed bar (Unix seconds)",
+            labels=["session", "symbol"],
+        )
+        for symbol, count in sorted(m.bars.items()):
+            bars.add_metric([m.session, symbol], float(count))
+            last.add_metric([m.session, symbol], m.last_bar[symbol] / 1000)
+        yield bars
+        yield last
+        if m.account_source is None:
+            return
+        account = m.account_source()
+        for name, help_text, value in (
+            ("equity", "Account equity", account.equity),
+            ("realized_pnl", "Realized PnL", account.realized_pnl),
+            ("unrealized_pnl", "Unrealized PnL", account.unrealized_pnl),
+        ):
+            family = GaugeMetricFamily(f"kubetrade_{name}", help_text, labels=["session"])
+            family.add_metric([m.session], value)
+            yield family
 
 
 class _FeedCollector(Collector):

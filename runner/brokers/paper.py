@@ -109,24 +109,30 @@ class PaperBroker:
             return [self._status(order, OrderStatus.CANCELLED, time, "cancelled", "")]
 
     async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
+        if self.store is None:
+            return self._on_bar(bar)  # the common replay case: no transaction to open
         with self._durably():
-            self.last_bar[bar.symbol] = bar
-            if self.store is not None:
-                self.store.bar(bar)
-            events: list[BrokerEvent] = []
-            # Stops first: when one bar reaches both exits of an entry, assume the worse.
-            waiting = sorted(self.resting.items(), key=lambda item: not _is_stop(item[1].order))
-            for client_id, resting in waiting:
-                order = resting.order
-                if order.symbol != bar.symbol or client_id not in self.resting:
-                    continue
-                price = self._touch_price(order, bar)
-                if price is None:
-                    continue
-                self._unrest(client_id)
-                events.append(self._fill(order, order.quantity, price, bar.time))
-                events.extend(self._cancel_sibling(order, bar.time))
-            return events
+            self.store.bar(bar)
+            return self._on_bar(bar)
+
+    def _on_bar(self, bar: Bar) -> list[BrokerEvent]:
+        self.last_bar[bar.symbol] = bar
+        if not self.resting:
+            return []
+        events: list[BrokerEvent] = []
+        # Stops first: when one bar reaches both exits of an entry, assume the worse.
+        waiting = sorted(self.resting.items(), key=lambda item: not _is_stop(item[1].order))
+        for client_id, resting in waiting:
+            order = resting.order
+            if order.symbol != bar.symbol or client_id not in self.resting:
+                continue
+            price = self._touch_price(order, bar)
+            if price is None:
+                continue
+            self._unrest(client_id)
+            events.append(self._fill(order, order.quantity, price, bar.time))
+            events.extend(self._cancel_sibling(order, bar.time))
+        return events
 
     async def lookup(self, order: Order) -> list[BrokerEvent] | None:
         """What the venue knows of an order: its status and fills, or None if never seen."""

@@ -1,25 +1,28 @@
 """The wasmtime host: loads one strategy module and calls it through the plugin ABI.
 
 One ``WasmStrategy`` owns one wasmtime store and instance for the life of a
-session. Calls are synchronous; call a strategy from one thread at a time
-(wasmtime-py carries host-callback exceptions in a process-global slot).
+session. Calls are synchronous; call a strategy from one thread at a time.
 
-Sandbox: WASI preview 1 with no preopened directories, no environment and no
-arguments, the guest's stdout and stderr forwarded to logging (logger
-"kubetrade.strategy"); linear memory capped by ``Store.set_limits``; every
-export call bounded by epoch interruption, driven by one process-wide ticker
-thread.
+Sandbox: WASI preview 1 with no preopened directories, no environment, no
+arguments and an empty stdin; the guest's stdout and stderr forwarded to
+logging (logger "kubetrade.strategy"); clocks that return bar time, sleeps
+that advance it, and randomness seeded from the session (``wasi``); linear
+memory capped by ``Store.set_limits``; every export call bounded by epoch
+interruption, driven by one process-wide ticker thread.
+
+Calls cross the boundary on one of two paths (``guest``): the fast path
+through wasmtime's unchecked C API (``fastcall``, the default) or wasmtime-py's
+stock calls. Choose with ``WasmStrategy(fast=...)`` or the environment
+variable ``KUBETRADE_WASM_PATH=fast|stock``; both give the same results.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import importlib.metadata
 import logging
 import math
 import os
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -28,11 +31,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from wasmtime import (
-    Caller,
     Config,
     Engine,
     ExitTrap,
-    Func,
     FuncType,
     Instance,
     Linker,
@@ -41,19 +42,31 @@ from wasmtime import (
     Module,
     Store,
     Trap,
-    TrapCode,
-    ValType,
     WasiConfig,
     WasmtimeError,
 )
 
 from kubetrade.runner.domain import Bar, format_ms
 from kubetrade.runner.strategy import abi
-from kubetrade.runner.strategy.api import DISPATCH, RESPONSES, HostApi
+from kubetrade.runner.strategy.api import DISPATCH, HostApi
+from kubetrade.runner.strategy.guest import (
+    HOST_TYPE,
+    WASI_MODULE,
+    CallPath,
+    FastPath,
+    GuestCalls,
+    HostSide,
+    HostTrap,
+    StockPath,
+    is_interrupt,
+    trap_summary,
+)
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+from kubetrade.runner.strategy.version import check_engine_version
+from kubetrade.runner.strategy.wasi import BarClock, SeededRandom, WasiHost, session_seed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
     from os import PathLike
 
 logger = logging.getLogger("kubetrade.strategy")
@@ -62,6 +75,7 @@ M = TypeVar("M", bound=Message)
 
 _MIB: Final = 1024 * 1024
 _TICK_S: Final = 0.01  # epoch period: the timeout's resolution
+_LENGTH: Final = abi.ERROR_BIT - 1  # a packed result's length bits
 _MAX_LINE: Final = 16 * 1024  # a guest writing without newlines is forwarded in chunks of this
 _BUILD_HINT: Final = (
     "build the strategy with `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared` "
@@ -122,9 +136,11 @@ _modules: dict[bytes, Module] = {}
 _MODULE_CACHE_SIZE: Final = 4
 
 
-def _cached_compile(engine: Engine, wasm: bytes) -> Module:
-    """Compiling a Go strategy takes seconds; a module is reusable by every store."""
-    key = hashlib.sha256(wasm).digest()
+def _cached_compile(engine: Engine, wasm: bytes, key: bytes) -> Module:
+    """Compiling a Go strategy takes seconds; a module is reusable by every store.
+
+    ``key`` is the SHA-256 of ``wasm``.
+    """
     with _engine_lock:
         module = _modules.get(key)
     if module is None:
@@ -134,135 +150,6 @@ def _cached_compile(engine: Engine, wasm: bytes) -> Module:
                 del _modules[next(iter(_modules))]  # oldest first
             _modules[key] = module
     return module
-
-
-# -- guest memory ----------------------------------------------------------------------------
-# The base address is looked up on every access: malloc (ours or the guest's own) may grow
-# and move linear memory at any time.
-
-
-def _read(store: Store | Caller, memory: Memory, ptr: int, length: int) -> bytes:
-    if length == 0:
-        return b""
-    if ptr + length > memory.data_len(store):
-        raise IndexError(
-            f"buffer [{ptr}, {ptr + length}) lies outside guest memory "
-            f"({memory.data_len(store)} bytes)"
-        )
-    return ctypes.string_at(ctypes.addressof(memory.data_ptr(store).contents) + ptr, length)
-
-
-def _write(store: Store | Caller, memory: Memory, ptr: int, data: bytes) -> None:
-    if ptr + len(data) > memory.data_len(store):
-        raise IndexError(
-            f"guest malloc returned {ptr}, but {len(data)} bytes there overrun guest memory "
-            f"({memory.data_len(store)} bytes)"
-        )
-    ctypes.memmove(ctypes.addressof(memory.data_ptr(store).contents) + ptr, data, len(data))
-
-
-# -- host functions --------------------------------------------------------------------------
-
-
-class _HostTrap(Trap):
-    """Raised inside a host function: wasmtime-py re-raises this very object from the export."""
-
-    def __init__(self, function: str, reason: str) -> None:
-        super().__init__(f"host function {function} failed: {reason}")
-        self.function = function
-        self.reason = reason
-
-
-class _HostCalls:
-    """What the host functions (and fd_write) touch.
-
-    It holds no reference to the Store or the WasmStrategy: wasmtime-py keeps host callbacks
-    in a global table until the linker is freed, and a reference back would keep the whole
-    instance alive forever.
-    """
-
-    def __init__(self, api: HostApi, outputs: dict[int, _Output]) -> None:
-        self.api: HostApi | None = api
-        self.outputs = outputs  # WASI file descriptor -> where its writes go
-        self.memory: Memory | None = None
-        self.malloc: Func | None = None
-        # Pointers the host malloc'd for host-function responses during the current export call.
-        self.responses: list[int] = []
-
-    def function(self, name: str) -> Callable[[Caller, int, int], int]:
-        request_type, method = DISPATCH[name]
-        response_type = RESPONSES[name]
-        handler: Callable[[Any], Message] | None = getattr(self.api, method, None)
-
-        def host_function(caller: Caller, ptr: int, length: int) -> int:
-            try:
-                if handler is None:
-                    raise NotImplementedError(f"{type(self.api).__name__} has no method {method}")
-                memory, malloc = self.memory, self.malloc
-                assert memory is not None, "called before instantiation"
-                assert malloc is not None, "called before instantiation"
-                request = request_type.FromString(_read(caller, memory, ptr, length))
-                response = handler(request)
-                if type(response) is not response_type:
-                    raise TypeError(
-                        f"{method}() returned {type(response).__name__}, "
-                        f"expected {response_type.__name__}"
-                    )
-                data = response.SerializeToString()
-                if not data:
-                    return 0  # an empty message: the guest reads (0, 0) as empty bytes
-                out = malloc(caller, len(data))
-                if not out:
-                    raise MemoryError(f"guest malloc({len(data)}) returned 0")
-                self.responses.append(out)  # before writing, so it is freed even if that fails
-                _write(caller, memory, out, data)
-                return abi.to_i64((out << 32) | len(data))
-            except _HostTrap:
-                raise
-            except (Trap, WasmtimeError) as exc:
-                # The guest's malloc trapped. A timeout or exit keeps its own identity.
-                if isinstance(exc, ExitTrap) or _is_interrupt(exc):
-                    raise
-                raise _HostTrap(name, f"guest malloc trapped: {_trap_summary(exc)}") from exc
-            except DecodeError as exc:
-                raise _HostTrap(name, f"cannot parse {request_type.__name__}: {exc}") from exc
-            except Exception as exc:
-                raise _HostTrap(name, f"{type(exc).__name__}: {exc}") from exc
-
-        return host_function
-
-    def fd_write(self, caller: Caller, fd: int, iovs: int, count: int, nwritten: int) -> int:
-        """WASI fd_write, replacing wasmtime's: stdout and stderr go to logging, and no other
-        descriptor exists (the sandbox has no preopened directories).
-
-        This is the simplest correct route for guest output. WasiConfig.stdout_custom runs its
-        callback on a wasmtime worker thread and calls its finalizer whenever that thread drops
-        the stream, which aborts the process when it happens during interpreter exit; and
-        WasiConfig.stdout_file needs a writable filesystem (a pod's may be read-only) and does
-        not append, so the file could never be truncated after reading and would grow for the
-        whole session. Here the write happens synchronously on the calling thread, so flushing
-        the last partial line after each export call keeps the log in order.
-        """
-        output, memory = self.outputs.get(fd), self.memory
-        if output is None or memory is None:
-            return _EBADF
-        try:
-            vectors = _read(caller, memory, iovs, 8 * count)
-            data = b"".join(
-                _read(caller, memory, ptr, length)
-                for ptr, length in struct.iter_unpack("<II", vectors)
-            )
-            _write(caller, memory, nwritten, struct.pack("<I", len(data)))
-        except IndexError:
-            return _EFAULT
-        output.write(data)
-        return 0
-
-
-_HOST_TYPE: Final = FuncType([ValType.i32(), ValType.i32()], [ValType.i64()])
-_FD_WRITE_TYPE: Final = FuncType([ValType.i32()] * 4, [ValType.i32()])
-_EBADF: Final = 8  # WASI preview 1 errno values
-_EFAULT: Final = 21
 
 
 # -- guest output ----------------------------------------------------------------------------
@@ -321,8 +208,7 @@ _EXPORTS: Final = {
     abi.API_VERSION_EXPORT: "() -> (i64)",
     **dict.fromkeys(abi.STRATEGY_EXPORTS, "(i32, i32) -> (i64)"),
 }
-_HOST_SIGNATURE: Final = _signature(_HOST_TYPE)
-_WASI_MODULE: Final = "wasi_snapshot_preview1"
+_HOST_SIGNATURE: Final = _signature(HOST_TYPE)
 
 
 def _cache_dir() -> Path | None:
@@ -394,7 +280,7 @@ def _compile(engine: Engine, wasm: bytes) -> Module:
                 problems.append(f"imports unknown host function {where}")
             elif not isinstance(imp.type, FuncType) or _signature(imp.type) != _HOST_SIGNATURE:
                 problems.append(f"import {where} must be a function {_HOST_SIGNATURE}")
-        elif imp.module != _WASI_MODULE:
+        elif imp.module != WASI_MODULE:
             problems.append(f"imports {where} from a module this host does not provide")
     if problems:
         raise StrategyLoadError(
@@ -406,17 +292,6 @@ def _compile(engine: Engine, wasm: bytes) -> Module:
 # -- traps -----------------------------------------------------------------------------------
 
 
-def _is_interrupt(exc: BaseException) -> bool:
-    return isinstance(exc, Trap) and exc.trap_code == TrapCode.INTERRUPT
-
-
-def _trap_summary(exc: BaseException) -> str:
-    """wasmtime's message is a backtrace followed by 'Caused by: <reason>': keep the reason."""
-    text = str(exc).strip()
-    _, sep, cause = text.rpartition("Caused by:")
-    return " ".join(cause.split()) if sep else text.splitlines()[0] if text else repr(exc)
-
-
 def _where(export: str, bar: Bar | None) -> str:
     """Names the failed call for a user: built only when something failed."""
     return f"{export} on {bar.symbol} bar {format_ms(bar.time)}" if bar else export
@@ -424,11 +299,24 @@ def _where(export: str, bar: Bar | None) -> str:
 
 # -- the strategy ----------------------------------------------------------------------------
 
+_PATH_ENV: Final = "KUBETRADE_WASM_PATH"
+
+
+def _fast_by_default(fast: bool | None) -> bool:
+    """An explicit choice wins; then the environment; the fast path is the default."""
+    if fast is not None:
+        return fast
+    choice = os.environ.get(_PATH_ENV, "fast").strip().lower() or "fast"
+    if choice not in ("fast", "stock"):
+        raise StrategyLoadError(f"{_PATH_ENV} must be 'fast' or 'stock', not {choice!r}")
+    return choice == "fast"
+
 
 class WasmStrategy:
     """One strategy instance. Not thread-safe: call it from one thread at a time."""
 
     engine_version: str  # the strategy SDK's engine version string, "" if it does not say
+    fast: bool  # which call path this instance uses
 
     def __init__(
         self,
@@ -437,9 +325,17 @@ class WasmStrategy:
         *,
         session: str = "",
         limits: SandboxLimits = SandboxLimits(),  # frozen, so sharing the default is safe
+        clock: Callable[[], int] | None = None,
+        random_seed: bytes | None = None,
+        fast: bool | None = None,
     ) -> None:
+        """``clock`` returns the current bar time in ns for the guest's WASI clocks; without
+        it the clock reads the bar passed to ``process_data`` (0 before the first bar).
+        ``random_seed`` seeds WASI random_get; the default derives it from the session
+        name and the module. ``fast`` picks the call path (see the module docstring)."""
         self.session = session
         self.limits = limits
+        self.fast = _fast_by_default(fast)
         self._deadline = math.ceil(limits.call_timeout_s / _TICK_S) + 1  # +1: ticks are ragged
         self._closed = False
         self._exit_code: int | None = None
@@ -449,45 +345,45 @@ class WasmStrategy:
         self._bar_request = pb.ProcessDataRequest()
 
         engine = _shared_engine()
-        module = _cached_compile(engine, wasm)
-        self._host = _HostCalls(api, {1: self._stdout, 2: self._stderr})
+        digest = hashlib.sha256(wasm).digest()
+        module = _cached_compile(engine, wasm, digest)
+        self._clock = BarClock(clock)
+        wasi = WasiHost(
+            clock=self._clock,
+            random=SeededRandom(random_seed or session_seed(session, digest)),
+            outputs={1: self._stdout, 2: self._stderr},
+        )
+        self._host = HostSide(api, wasi)
         self._store = store = Store(engine)
         store.set_limits(memory_size=limits.max_memory_bytes)
         store.set_wasi(WasiConfig())  # no preopens, no env, no args, no stdin
         self._linker = linker = Linker(engine)
         linker.define_wasi()
-        linker.allow_shadowing = True  # our fd_write replaces wasmtime's: see _HostCalls.fd_write
-        linker.define_func(
-            _WASI_MODULE, "fd_write", _FD_WRITE_TYPE, self._host.fd_write, access_caller=True
-        )
-        for name in abi.HOST_FUNCTIONS:
-            linker.define_func(
-                abi.HOST_MODULE, name, _HOST_TYPE, self._host.function(name), access_caller=True
-            )
+        # Ours replace wasmtime's fd_write, clock_time_get, clock_res_get, poll_oneoff and
+        # random_get (see wasi.py); the env host functions are ours alone.
+        linker.allow_shadowing = True
+        self._path: CallPath = FastPath(store, self._host) if self.fast else StockPath(self._host)
+        self._path.define(linker)
 
         store.set_epoch_deadline(self._deadline)
         try:
             self._instance: Instance = linker.instantiate(store, module)
         except (WasmtimeError, Trap) as exc:
             raise StrategyLoadError(self._load_failure("instantiation", exc)) from exc
-        exports = self._instance.exports(store)
-        memory = exports[abi.MEMORY]
+        memory = self._instance.exports(store)[abi.MEMORY]
         assert isinstance(memory, Memory)  # checked by _compile
         self._memory = memory
-        self._malloc = self._func(abi.MALLOC)
-        self._free = self._func(abi.FREE)
-        self._exports = {name: self._func(name) for name in abi.STRATEGY_EXPORTS}
-        self._host.memory, self._host.malloc = memory, self._malloc
+        self._calls: GuestCalls = self._path.bind(store, self._instance)
 
         # A reactor's constructor must run before any other export (Go: runtime and package init).
         self._load_call(abi.INITIALIZE_REACTOR)
-        version = self._load_call(abi.API_VERSION_EXPORT)
+        version = self._load_call(abi.API_VERSION_EXPORT, i64=True)
         if version != abi.API_VERSION:
             raise StrategyLoadError(
-                f"the strategy speaks plugin ABI version {version}, but this runner speaks only "
-                f"version {abi.API_VERSION}; {_BUILD_HINT}"
+                f"the strategy speaks plugin ABI version {abi.to_i64(version)}, but this runner "
+                f"speaks only version {abi.API_VERSION}; {_BUILD_HINT}"
             )
-        self.engine_version = self._read_engine_version()
+        self.engine_version = self._check_engine_version()
 
     @classmethod
     def from_file(cls, path: str | PathLike[str], api: HostApi, **kw: Any) -> WasmStrategy:
@@ -509,6 +405,7 @@ class WasmStrategy:
         data.volume = bar.volume
         seconds, ms = divmod(bar.time, 1000)
         data.time.seconds, data.time.nanos = seconds, ms * 1_000_000
+        self._clock.bar_ns = bar.time * 1_000_000  # the guest's clocks read this bar's time
         self._call(abi.PROCESS_DATA, self._bar_request.SerializeToString(), bar)
 
     def name(self) -> str:
@@ -524,15 +421,17 @@ class WasmStrategy:
         return self._ask(abi.GET_CONFIG_SCHEMA, pb.GetConfigSchemaResponse).schema
 
     def close(self) -> None:
-        """Release the instance. Needed when ``api`` refers back to this object: wasmtime-py
-        holds host callbacks globally, so such a cycle is never garbage-collected."""
+        """Release the instance. Needed when ``api`` refers back to this object: host
+        callbacks are held globally until wasmtime finalizes them, so such a cycle is never
+        garbage-collected."""
         if self._closed:
             return
         self._closed = True
         self._stdout.flush()
         self._stderr.flush()
-        self._host.api = self._host.memory = self._host.malloc = None
-        del self._exports, self._malloc, self._free, self._memory, self._instance
+        self._host.api = None
+        self._path.forget()
+        del self._calls, self._memory, self._instance
         del self._linker, self._store
 
     def __enter__(self) -> WasmStrategy:
@@ -563,18 +462,18 @@ class WasmStrategy:
         """
         if self._closed or self._exit_code is not None:
             raise StrategyError(self._unusable(export), call=export, trapped=False)
-        store, memory = self._store, self._memory
-        store.set_epoch_deadline(self._deadline)
+        calls = self._calls
+        calls.set_deadline(self._deadline)
         request_ptr = result_ptr = 0
         try:
             if payload:
-                request_ptr = self._malloc(store, len(payload))
+                request_ptr = calls.malloc(len(payload))
                 if not request_ptr:
                     raise IndexError(f"the strategy's malloc({len(payload)}) returned 0")
-                _write(store, memory, request_ptr, payload)
-            packed = abi.unpack(self._exports[export](store, request_ptr, len(payload)))
-            result_ptr = packed.ptr
-            result = _read(store, memory, packed.ptr, packed.length)
+                calls.write(request_ptr, payload)
+            packed = calls.exports[export](request_ptr, len(payload))
+            result_ptr = packed >> 32
+            result = calls.read(result_ptr, packed & _LENGTH)
         except (Trap, WasmtimeError) as exc:
             raise self._trap_error(_where(export, bar), export, exc) from exc
         except IndexError as exc:
@@ -583,7 +482,7 @@ class WasmStrategy:
             ) from exc
         finally:
             self._release(request_ptr, result_ptr)
-        if packed.is_error:
+        if packed & abi.ERROR_BIT:
             text = result.decode("utf-8", "replace")
             raise StrategyError(f"{_where(export, bar)} failed: {text}", call=export, trapped=False)
         return result
@@ -599,23 +498,29 @@ class WasmStrategy:
         response as its own result), hence the set.
         """
         responses = self._host.responses
-        pointers = {p for p in (request_ptr, result_ptr, *responses) if p}
-        responses.clear()
+        if responses:
+            pointers: Collection[int] = {p for p in (request_ptr, result_ptr, *responses) if p}
+            responses.clear()
+        elif not result_ptr or result_ptr == request_ptr:  # the common case: no set to build
+            pointers = (request_ptr,) if request_ptr else ()
+        else:
+            pointers = (request_ptr, result_ptr) if request_ptr else (result_ptr,)
         # An exited guest cannot run again, not even free().
         if pointers and self._exit_code is None:
-            self._store.set_epoch_deadline(self._deadline)  # the call may have used it all up
+            calls = self._calls
+            calls.set_deadline(self._deadline)  # the call may have used it all up
             try:
                 for p in pointers:
-                    self._free(self._store, p)
+                    calls.free(p)
             except (Trap, WasmtimeError) as exc:
                 logger.warning(
-                    "[%s] the strategy's free() trapped: %s", self.session, _trap_summary(exc)
+                    "[%s] the strategy's free() trapped: %s", self.session, trap_summary(exc)
                 )
         self._stdout.flush()
         self._stderr.take_first()  # the next call's error quotes only its own stderr
 
     def _trap_error(self, where: str, export: str, exc: Exception) -> StrategyError:
-        if isinstance(exc, _HostTrap):
+        if isinstance(exc, HostTrap):
             return StrategyError(
                 f"{where} aborted: host function {exc.function} failed: {exc.reason}",
                 call=export,
@@ -632,7 +537,7 @@ class WasmStrategy:
                 call=export,
                 trapped=True,
             )
-        if _is_interrupt(exc):
+        if is_interrupt(exc):
             return StrategyError(
                 f"strategy call {where} exceeded {self.limits.call_timeout_s}s and was stopped "
                 "(limits.call_timeout_s); look for an endless loop or heavy per-bar work",
@@ -642,7 +547,7 @@ class WasmStrategy:
         # A Go panic or fatal error prints to stderr, then executes `unreachable`: the stderr
         # line is the useful part. After a panic the Go runtime is broken for good.
         return StrategyError(
-            f"{where} trapped: {_trap_summary(exc)}{said}{self._memory_hint()}",
+            f"{where} trapped: {trap_summary(exc)}{said}{self._memory_hint()}",
             call=export,
             trapped=True,
         )
@@ -668,15 +573,14 @@ class WasmStrategy:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def _func(self, name: str) -> Func:
-        func = self._instance.exports(self._store)[name]
-        assert isinstance(func, Func)  # checked by _compile
-        return func
-
-    def _load_call(self, name: str) -> Any:
-        self._store.set_epoch_deadline(self._deadline)
+    def _load_call(self, name: str, *, i64: bool = False) -> int:
+        """Call a parameterless export while loading; returns its i64 result (unsigned)."""
+        self._calls.set_deadline(self._deadline)
         try:
-            return self._func(name)(self._store)
+            if i64:
+                return self._calls.run_i64(name)
+            self._calls.run(name)
+            return 0
         except (Trap, WasmtimeError) as exc:
             stderr = self._stderr.take_first()
             said = f"; its stderr began: {stderr}" if stderr else ""
@@ -686,23 +590,35 @@ class WasmStrategy:
             self._stderr.take_first()
 
     def _load_failure(self, step: str, exc: Exception) -> str:
-        if _is_interrupt(exc):
+        if is_interrupt(exc):
             return f"{step} exceeded {self.limits.call_timeout_s}s (limits.call_timeout_s)"
         if "memory" in str(exc) and "limit" in str(exc):
             return (
-                f"{step} failed: {_trap_summary(exc)}; the module needs more memory than "
+                f"{step} failed: {trap_summary(exc)}; the module needs more memory than "
                 f"limits.max_memory_bytes ({self.limits.max_memory_bytes} bytes) allows"
             )
         if isinstance(exc, ExitTrap):
             return f"{step} failed: the strategy exited with code {exc.code} (see its stderr)"
-        return f"{step} failed: {_trap_summary(exc)}"
+        if isinstance(exc, HostTrap):
+            return f"{step} failed: {exc}"
+        return f"{step} failed: {trap_summary(exc)}"
+
+    def _check_engine_version(self) -> str:
+        """Read the optional engine version and apply the policy of ``version.py``."""
+        text = self._read_engine_version()
+        verdict = check_engine_version(text)
+        if not verdict.accepted:
+            raise StrategyLoadError(verdict.reason)
+        level = logging.WARNING if verdict.unclear else logging.INFO
+        logger.log(level, "[%s] strategy engine version: %s", self.session, verdict.reason)
+        return text
 
     def _read_engine_version(self) -> str:
-        if not isinstance(self._instance.exports(self._store).get(abi.ENGINE_VERSION_EXPORT), Func):
+        if abi.ENGINE_VERSION_EXPORT not in self._instance.exports(self._store):
             return ""
-        packed = abi.unpack(self._load_call(abi.ENGINE_VERSION_EXPORT))
+        packed = abi.unpack(self._load_call(abi.ENGINE_VERSION_EXPORT, i64=True))
         try:
-            text = _read(self._store, self._memory, packed.ptr, packed.length)
+            text = self._calls.read(packed.ptr, packed.length)
         except IndexError as exc:
             raise StrategyLoadError(
                 f"{abi.ENGINE_VERSION_EXPORT} returned a bad buffer: {exc}"

@@ -1,0 +1,109 @@
+"""In-process tick-to-order latency: bar received -> order handed to the broker; prints JSON.
+
+    PYTHONSAFEPATH=1 .venv/bin/python benchmarks/bench_latency.py [--bars 20000] [--runs 3]
+
+Runs the example SMA strategy (compiled Go, in the wasm sandbox) over synthetic
+bars with the paper broker, as `kubetrade run` would (no journal), once per call
+path. For every bar on which the strategy orders, it measures the time from the
+engine receiving the bar (entry of the per-bar step, after the market data
+provider produced it) to the engine calling the broker's ``submit`` with the
+order: the venue's step, the window, the strategy call with its host calls
+(get_position, log, place_order and the risk check), events, then the send.
+Samples from all runs are pooled; figures in µs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kubetrade.runner.assemble import build_engine
+from kubetrade.runner.domain import Bar, Order
+from kubetrade.runner.engine import Engine
+from kubetrade.runner.session_file import load_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine import session  # the same session as the throughput benchmark
+
+
+class TimedBroker:
+    """The session's broker, noting when each order is handed to it."""
+
+    def __init__(self, broker: Any, samples: list[float]) -> None:
+        self._broker = broker
+        self._samples = samples
+        self.received = 0.0  # when the engine received the bar in hand
+
+    async def submit(self, order: Order) -> Any:
+        self._samples.append(time.perf_counter() - self.received)
+        return await self._broker.submit(order)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
+
+
+async def run_once(engine: Engine) -> list[float]:
+    """Latencies in seconds, one per order."""
+    samples: list[float] = []
+    broker = TimedBroker(engine.broker, samples)
+    on_bar = engine._on_bar
+
+    async def timed_bar(bar: Bar) -> Any:
+        broker.received = time.perf_counter()
+        return await on_bar(bar)
+
+    engine._on_bar = timed_bar  # type: ignore[method-assign]
+    engine.broker = broker
+    async for _ in engine.run():
+        pass
+    return samples
+
+
+def measure(path: Path, runs: int, call_path: str) -> dict[str, Any]:
+    os.environ["KUBETRADE_WASM_PATH"] = call_path  # read when the strategy is instantiated
+    samples: list[float] = []
+    for _ in range(runs):
+        samples += asyncio.run(run_once(build_engine(load_session(path))))
+    us = sorted(x * 1e6 for x in samples)
+    return {
+        "orders": len(us),
+        "p50_us": round(statistics.median(us), 1),
+        "p99_us": round(us[int(len(us) * 0.99)], 1),
+        "max_us": round(us[-1], 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bars", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = session(Path(tmp), args.bars)
+        results = {p: measure(path, args.runs, p) for p in ("fast", "stock")}
+    print(
+        json.dumps(
+            {
+                "benchmark": "tick_to_order_latency_sma_paper",
+                **results,
+                "bars": args.bars,
+                "runs": args.runs,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
