@@ -209,3 +209,13 @@ def test_ctrl_c_is_a_clean_stop_too(tmp_path: Path, signum: int) -> None:
     proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert 0 < json.loads(out.read_text())["bars"] < 4980
+
+
+@pytest.mark.parametrize("provider", ["binance-live", "ibkr-live"])
+def test_live_provider_without_confirmation_does_not_start(tmp_path: Path, provider: str) -> None:
+    path = session_file(tmp_path)
+    path.write_text(path.read_text().replace("provider: paper", f"provider: {provider}"))
+    result = run("run", "--no-http", path)
+    assert result.returncode == 2
+    assert "spec.trading.confirmLive" in result.stderr and "real money" in result.stderr
+    assert "placed" not in result.stdout
