@@ -312,7 +312,9 @@ def runner_pod(
             },
         },
         "spec": {
-            "restartPolicy": "Always",  # a session runs until suspended or deleted
+            # A crashed runner is restarted in place; one that exits 0 has finished
+            # (its market data ended) and the session shows Completed.
+            "restartPolicy": "OnFailure",
             "terminationGracePeriodSeconds": settings.termination_grace_seconds,
             "automountServiceAccountToken": False,  # the runner never talks to the API
             "enableServiceLinks": False,

@@ -114,13 +114,14 @@ def _stop_reason(pod: Obj, desired: children.Desired, session: Obj) -> str | Non
     """Why this live pod must go, or None if it is the desired one."""
     if not owned_by(pod, session):
         return "PreviousSession"
-    if status.runner_state(pod, was_up=False).finished:
+    finished = status.runner_state(pod, was_up=False)
+    if finished.finished and finished.phase != "Completed":
         return "RunnerPodFailed"
     if desired.pod is None:
         return "Suspended"
     annotations = pod["metadata"].get("annotations") or {}
     if annotations.get(ANNOTATION_HASH) == desired.pod_hash:
-        return None
+        return None  # running, or completed: a completed session stays so
     nonce = str(session["spec"].get("restartNonce", ""))
     return (
         "RestartRequested" if annotations.get(ANNOTATION_RESTART_NONCE) != nonce else "SpecChanged"

@@ -24,7 +24,9 @@ from pydantic.alias_generators import to_camel
 from kubetrade.runner.domain import format_ms
 
 Obj = dict[str, Any]
-Phase = Literal["Pending", "Starting", "Running", "Suspended", "Degraded", "Failed", "Stopping"]
+Phase = Literal[
+    "Pending", "Starting", "Running", "Suspended", "Degraded", "Completed", "Failed", "Stopping"
+]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 SUMMARY_INTERVAL_SECONDS: Final = 15.0  # high-rate figures belong in Prometheus, not etcd
@@ -81,7 +83,10 @@ class RunnerSummary(_Model):
 class SessionStatus(_Model):
     """What the operator last saw of a LiveTradingSession."""
 
-    phase: Phase = Field(description="Pending, Starting, Running, Suspended, Degraded, ...")
+    phase: Phase = Field(
+        description="Pending, Starting, Running, Suspended, Degraded, Completed (its market"
+        " data ended), Failed or Stopping."
+    )
     reason: str = Field(default="", description="Why the session is in this phase.")
     message: str = Field(default="", description="The phase, explained.")
     observed_generation: int = Field(
@@ -249,7 +254,16 @@ def runner_state(pod: Obj, *, was_up: bool) -> RunnerState:
     state = container.get("state") or {}
     if pod["metadata"].get("deletionTimestamp"):
         return RunnerState("Stopping", "RunnerStopping", f"runner pod {name} is stopping")
-    if phase in ("Succeeded", "Failed"):
+    if phase == "Succeeded":
+        # Exit 0 without a stop request: the market data ended (a replay, a finite
+        # synthetic run). The session is done until its spec or restartNonce changes.
+        return RunnerState(
+            "Completed",
+            "RunnerCompleted",
+            f"runner pod {name} finished: its market data ended",
+            finished=True,
+        )
+    if phase == "Failed":
         why = status.get("reason") or _last_exit(container) or phase
         return RunnerState(
             "Failed", "RunnerPodFailed", f"runner pod {name} ended: {why}", finished=True

@@ -591,3 +591,31 @@ def test_the_operator_identity_has_only_what_rbac_grants(
     # The manifests for a real cluster are ones the API server accepts.
     cluster.kubectl("apply", "--dry-run=server", "-f", DEPLOYMENT)
     cluster.kubectl("apply", "--dry-run=server", "-f", EXAMPLE, "-n", namespace)
+
+
+def test_a_session_whose_data_ends_completes_and_is_not_restarted(
+    cluster: Cluster, node_agent: NodeAgent, operator: Operator, namespace: str, sma_xz: Path
+) -> None:
+    ns = ["-n", namespace]
+    cluster.kubectl(
+        "create", "configmap", "sma-strategy", f"--from-file=strategy.wasm.xz={sma_xz}", *ns
+    )
+    finite = session_yaml("finite").replace("{seed: 7, speed: 600}", "{seed: 7, bars: 60}")
+    cluster.apply(finite, namespace=namespace)
+
+    def completed() -> Obj | None:
+        session = cluster.get("lts", "finite", namespace=namespace) or {}
+        return session if (session.get("status") or {}).get("phase") == "Completed" else None
+
+    session = eventually(operator, "the finite session to complete", completed, 120)
+    assert session["status"]["reason"] == "RunnerCompleted"
+    assert condition(session, "Stalled")["status"] == "False"
+    pod = cluster.get("pod", "finite-runner", namespace=namespace)
+    assert pod is not None and pod["status"]["phase"] == "Succeeded"
+    uid = pod["metadata"]["uid"]
+    time.sleep(6)  # a resync or two later, the finished runner is still the one pod
+    again = cluster.get("pod", "finite-runner", namespace=namespace)
+    assert again is not None and again["metadata"]["uid"] == uid
+    assert (cluster.get("lts", "finite", namespace=namespace) or {})["status"]["phase"] == (
+        "Completed"
+    )

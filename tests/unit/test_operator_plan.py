@@ -277,3 +277,28 @@ def test_the_runner_figures_become_a_summary_at_most_every_15_seconds() -> None:
     assert not status.summary_due(summary, t0 + timedelta(seconds=14))
     assert status.summary_due(summary, t0 + timedelta(seconds=15))
     assert status.summary_due(None, t0)
+
+
+def test_a_runner_whose_data_ended_completes_the_session_until_its_spec_changes() -> None:
+    body = ours(session())
+    done = pod(
+        body,
+        phase="Succeeded",
+        containerStatuses=[{"name": "runner", "state": {"terminated": {"exitCode": 0}}}],
+    )
+    result = step(body, [done], config_map(body))
+    assert (result.create_pod, result.delete_pods) == (None, [])  # not restarted, not replaced
+    assert (result.outcome.phase, result.outcome.reason) == ("Completed", "RunnerCompleted")
+    assert not result.outcome.stalled
+    # A new restartNonce starts it again: the finished pod goes, then a new one comes.
+    body["spec"]["restartNonce"] = "again"
+    result = step(body, [done], config_map(body))
+    assert [why for _, why in result.delete_pods] == ["RestartRequested"]
+    assert step(body, [], config_map(body)).create_pod is not None
+
+
+def test_a_runner_pod_that_failed_is_replaced() -> None:
+    body = ours(session())
+    failed = pod(body, phase="Failed", reason="Evicted")
+    result = step(body, [failed], config_map(body))
+    assert [why for _, why in result.delete_pods] == ["RunnerPodFailed"]
