@@ -25,19 +25,19 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
-from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, bracket_children
+from kubetrade.runner.brokers.base import Broker
+from kubetrade.runner.domain import Bar, OrderStatus
 from kubetrade.runner.faults import crash_point
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata.base import MarketDataProvider
 from kubetrade.runner.marketdata.health import FeedHealth
 from kubetrade.runner.metrics import SessionMetrics
+from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.recovery import account_differences, journal_effects, restore_state
 from kubetrade.runner.state import SessionState
 from kubetrade.runner.strategy.host import StrategyError as StrategyCallError
 
 log = logging.getLogger("kubetrade.engine")
-_NO_TRANSACTION: contextlib.nullcontext[None] = contextlib.nullcontext()  # reusable
 
 
 class Strategy(Protocol):
@@ -81,13 +81,17 @@ class Engine:
         self.state = state
         self.journal = journal
         state.journal = journal
+        self.orders = OrderRouter(
+            state=state, broker=broker, metrics=metrics or SessionMetrics(session=state.session),
+            journal=journal,
+        )  # fmt: skip
         self.strategy = strategy
         # Makes a fresh instance after the strategy itself trapped (see _recover).
         self.new_strategy = new_strategy
         self.market_data = market_data
         self.broker = broker
         self.options = options
-        self.metrics = metrics or SessionMetrics(session=state.session)
+        self.metrics = self.orders.metrics
         self.metrics.account_source = state.book.account
         # Network feeds report their connection; replayed data has no such thing.
         self.feed_health: FeedHealth | None = getattr(market_data, "health", None)
@@ -149,7 +153,8 @@ class Engine:
             restored = self._restore()
             # First settle what the journal left open, so the venue's fills reach the
             # book; then compare the book with the venue's account, which wins.
-            settled = await self._resolve_orders()
+            settled = await self.orders.resolve_open(self._unsent)
+            self._unsent.clear()
             refresh = getattr(self.broker, "refresh_account", None)
             if restored and refresh is not None:
                 await refresh()  # balances as they are after the orders just settled
@@ -209,35 +214,6 @@ class Engine:
         ledger.cash = venue_cash
         ledger.positions = venue_positions
         return events
-
-    async def _resolve_orders(self) -> list[ev.Event]:
-        """Settle every order the journal left open: ask the venue, never send twice."""
-        out: list[ev.Event] = []
-        for order in self.state.book.open_orders():
-            known = await self.broker.lookup(order)
-            if known is not None:
-                with self._transaction():
-                    if self.journal is not None:
-                        self.journal.order_sent(order.client_order_id)
-                    self._apply(known, out)
-            elif order.client_order_id in self._unsent:
-                # The venue never saw it: the crash came between journal and send.
-                await self._send(order, out)
-            else:
-                # Sent, yet unknown to the venue: it is lost there; say so, do not resend.
-                with self._transaction():
-                    self._apply_update(
-                        OrderUpdate(
-                            order.client_order_id,
-                            OrderStatus.FAILED,
-                            order.updated,
-                            "venue_unknown",
-                            f"{self.broker.name} has no record of this order after a restart",
-                        ),
-                        out,
-                    )
-        self._unsent.clear()
-        return out
 
     def _start_strategy(self) -> str:
         try:
@@ -306,9 +282,9 @@ class Engine:
         out: list[ev.Event] = []
         # One transaction holds the bar's decisions: the venue's news, the strategy's
         # effects, its order intents and the cursor. Orders leave only after it commits.
-        with self._transaction():
+        with self.orders.transaction():
             self._flush_equity()
-            self._apply(await self.broker.on_bar(bar), out)
+            self.orders.apply(await self.broker.on_bar(bar), out)
             state.begin_bar(bar)
             self.bars += 1
             self.metrics.bar(bar.symbol, bar.time)
@@ -322,7 +298,7 @@ class Engine:
                 self.journal.cursor(bar.symbol, bar.time)
                 self.journal.price(bar.symbol, bar.time, bar.close)
             crash_point("bar-journaled")
-        await self._send_orders(out)
+        await self.orders.send_queued(out)
         if self.journal is not None:
             # The bar's closing equity rides along with the next bar's transaction (or
             # the shutdown's), which saves an fsync per bar; a crash loses one point.
@@ -377,9 +353,6 @@ class Engine:
             if exc.trapped and exc.host_function is None:
                 out.append(self._recover())
 
-    def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        return self.journal.transaction() if self.journal else _NO_TRANSACTION
-
     def _recover(self) -> ev.Event:
         """Replace a strategy instance that trapped on its own.
 
@@ -402,85 +375,6 @@ class Engine:
             "its in-memory state was reset, its cache and market data window were kept"
         )
 
-    async def _send_orders(self, out: list[ev.Event]) -> None:
-        state = self.state
-        while state.outbox:
-            order = state.outbox.pop(0)
-            self.metrics.order("PLACED")
-            await self._send(order, out)
-        while state.cancels:
-            order = state.cancels.pop(0)
-            updates = await self.broker.cancel(order)
-            with self._transaction():
-                self._apply(updates, out)
-
-    async def _send(self, order: Order, out: list[ev.Event]) -> None:
-        crash_point("before-send")
-        updates = await self.broker.submit(order)
-        crash_point("after-send")
-        with self._transaction():
-            if self.journal is not None:
-                self.journal.order_sent(order.client_order_id)
-            self._apply(updates, out)
-
-    def _apply(self, updates: list[BrokerEvent], out: list[ev.Event]) -> None:
-        """Record what the venue reports in the book and as events."""
-        book = self.state.book
-        journal = self.journal
-        for update in updates:
-            self._adopt_exit(update.client_order_id)
-            if isinstance(update, Fill):
-                if book.has_fill(update.fill_id):
-                    continue  # already booked (a venue may report a fill again after a restart)
-                order, fill = book.apply_fill(update)
-                self.metrics.fill()
-                if journal is not None:
-                    journal.fill(fill)
-                    if order is not None:
-                        journal.order_update(order)
-                if order is not None:
-                    out.append(ev.OrderFilled(replace(order), fill))
-                    if order.status is OrderStatus.FILLED:
-                        self.metrics.order("FILLED")
-                        if order.take_profit or order.stop_loss:
-                            # The venue now holds the entry's exits; book them too.
-                            self._adopt_exit(f"{order.client_order_id}-tp")
-                continue
-            self._apply_update(update, out)
-
-    def _adopt_exit(self, client_order_id: str) -> None:
-        """Book the take-profit/stop-loss the venue created for a filled entry, when it
-        first reports on it; both sides derive the same order from the entry."""
-        book = self.state.book
-        if client_order_id in book.orders or client_order_id[-3:] not in ("-tp", "-sl"):
-            return
-        parent = book.orders.get(client_order_id[:-3])
-        if parent is None:
-            return
-        for child in bracket_children(parent):
-            if child.client_order_id in book.orders:
-                continue
-            child.updated = parent.updated
-            book.add(child)
-            if self.journal is not None:
-                self.journal.order_intent(child)
-                self.journal.order_sent(child.client_order_id)  # the venue made it
-
-    def _apply_update(self, update: OrderUpdate, out: list[ev.Event]) -> None:
-        order = self.state.book.orders.get(update.client_order_id)
-        if order is None or order.status.is_final:
-            return
-        if update.status in (OrderStatus.PENDING, OrderStatus.FILLED):
-            return  # accepted or resting: nothing changes; fills (not statuses) fill orders
-        self.state.book.set_status(order, update.status, update.time, update.reason, update.message)
-        if self.journal is not None:
-            self.journal.order_update(order)
-        self.metrics.order(update.status.value)
-        event_type: Callable[..., ev.Event] = (
-            ev.OrderCancelled if update.status is OrderStatus.CANCELLED else ev.OrderRejected
-        )
-        out.append(event_type(replace(order)))
-
     async def _close(self) -> None:
         try:
             self.strategy.close()
@@ -488,7 +382,7 @@ class Engine:
             log.exception("error while closing the strategy")
         if self.journal is not None:
             try:
-                with self._transaction():
+                with self.orders.transaction():
                     self._flush_equity()
                 self.journal.close()
             except Exception:
