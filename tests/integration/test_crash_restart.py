@@ -117,7 +117,7 @@ def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path
     for plan in plans:
         if plan == "external":
             proc = start(session_file, crashed)
-            time.sleep(rng.uniform(0.2, 1.2))
+            time.sleep(rng.uniform(0.05, 0.5))  # mostly while it starts or restores
             proc.send_signal(signal.SIGKILL)
         else:
             proc = start(session_file, crashed, crash_at=plan)
@@ -158,7 +158,7 @@ def kill_repeatedly(
     for plan in plans:
         if plan == "external":
             proc = start(session_file, state, extra_env=env)
-            time.sleep(rng.uniform(0.2, 1.2))
+            time.sleep(rng.uniform(0.05, 0.5))  # mostly while it starts or restores
             proc.send_signal(signal.SIGKILL)
         else:
             proc = start(session_file, state, crash_at=plan, extra_env=env)
