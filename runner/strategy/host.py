@@ -250,9 +250,20 @@ def _native_code(engine: Engine, wasm: bytes) -> Module:
         partial.touch(mode=0o600)  # before the bytes: never readable by others
         partial.write_bytes(module.serialize())
         partial.replace(path)  # atomic: readers never see half a file
+        _prune(directory)
     except OSError as exc:
         logger.debug("cannot cache the compiled strategy: %s", exc)
     return module
+
+
+_CACHE_ENTRIES: Final = 32  # a Go strategy compiles to ~10 MB of machine code
+
+
+def _prune(directory: Path) -> None:
+    """Keep the most recently written entries; rebuilt strategies leave old ones behind."""
+    entries = sorted(directory.glob("*.cwasm"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[_CACHE_ENTRIES:]:
+        stale.unlink(missing_ok=True)
 
 
 def _compile(engine: Engine, wasm: bytes) -> Module:
