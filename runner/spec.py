@@ -705,6 +705,19 @@ def _parse_provider_config(model: type[_C], config: dict[str, JsonValue], owner:
         raise _fail(model.__name__, problems)
 
 
+def _provider_config(
+    configs: Mapping[Any, type[_Model]],  # keyed by the provider Literal
+    config: dict[str, JsonValue],
+    info: ValidationInfo,
+    owner: str,
+) -> dict[str, JsonValue]:
+    """Check `config` against the model its sibling `provider` selects."""
+    provider = info.data.get("provider")  # absent when the provider itself is invalid
+    if provider is not None:
+        _parse_provider_config(configs[provider], config, owner)
+    return config
+
+
 # ---------------------------------------------------------------- the document
 
 
@@ -776,10 +789,7 @@ class MarketDataSpec(_Model):
     def _config_fits_provider(
         cls, config: dict[str, JsonValue], info: ValidationInfo
     ) -> dict[str, JsonValue]:
-        provider = info.data.get("provider")  # absent when the provider itself is invalid
-        if provider is not None:
-            _parse_provider_config(MARKET_DATA_CONFIGS[provider], config, "spec.marketData")
-        return config
+        return _provider_config(MARKET_DATA_CONFIGS, config, info, "spec.marketData")
 
     def parsed(self) -> MarketDataConfig:
         """`config` as the provider's model, defaults applied."""
@@ -816,10 +826,7 @@ class TradingSpec(_Model):
     def _config_fits_provider(
         cls, config: dict[str, JsonValue], info: ValidationInfo
     ) -> dict[str, JsonValue]:
-        provider = info.data.get("provider")  # absent when the provider itself is invalid
-        if provider is not None:
-            _parse_provider_config(TRADING_CONFIGS[provider], config, "spec.trading")
-        return config
+        return _provider_config(TRADING_CONFIGS, config, info, "spec.trading")
 
     def parsed(self) -> TradingConfig:
         """`config` as the provider's model, defaults applied."""
