@@ -256,11 +256,11 @@ class LiveFeed:
                         for bar in await self._backfill(symbol, *gap):
                             if cursors.admit(bar):
                                 health.backfilled_bars += 1
-                                health.last_bar_close_ms = bar.time + interval
+                                health.saw_bar(bar.time + interval)
                                 yield bar
                 if isinstance(seen, Closed):
                     if cursors.admit(seen.bar):
-                        health.last_bar_close_ms = time + interval
+                        health.saw_bar(time + interval)
                         yield seen.bar
                     else:
                         health.duplicates_dropped += 1

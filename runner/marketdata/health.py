@@ -27,6 +27,12 @@ class FeedHealth:
     backfilled_bars: int = 0  # bars delivered from the venue's REST API after a gap
     last_error: str = ""  # why the last connection ended or failed; never holds a secret
 
+    def saw_bar(self, close_ms: int) -> None:
+        # The newest bar, not the latest delivered: a backfilled bar of one symbol may
+        # follow a live bar of another that closed later.
+        if self.last_bar_close_ms is None or close_ms > self.last_bar_close_ms:
+            self.last_bar_close_ms = close_ms
+
     def lag_ms(self, now_ms: int) -> int | None:
         """How far the stream is behind `now_ms`: now minus the newest bar's close time."""
         if self.last_bar_close_ms is None:
