@@ -62,7 +62,7 @@ async def run_once(engine: Engine) -> list[float]:
         return await on_bar(bar)
 
     engine._on_bar = timed_bar  # type: ignore[method-assign]
-    engine.broker = broker
+    engine.broker = engine.orders.broker = broker  # the router is what sends
     async for _ in engine.run():
         pass
     return samples

@@ -80,8 +80,18 @@ class Book:
             if o.side is Side.BUY and o.order_type is OrderType.LIMIT
         )
 
-    def pending_quantity(self, symbol: str, side: Side) -> float:
-        return sum(o.remaining for o in self.open_orders() if o.symbol == symbol and o.side is side)
+    def pending_quantities(self, symbol: str) -> tuple[float, float]:
+        """What open orders in ``symbol`` still buy and still sell."""
+        buying = selling = 0.0
+        orders = self.orders
+        for client_id in self.open_ids:
+            order = orders[client_id]
+            if order.symbol == symbol:
+                if order.side is Side.BUY:
+                    buying += order.remaining
+                else:
+                    selling += order.remaining
+        return buying, selling
 
     def account(self) -> AccountInfo:
         ledger = self.ledger

@@ -298,7 +298,8 @@ class Engine:
                 self.journal.cursor(bar.symbol, bar.time)
                 self.journal.price(bar.symbol, bar.time, bar.close)
             crash_point("bar-journaled")
-        await self.orders.send_queued(out)
+        if state.outbox or state.cancels:
+            await self.orders.send_queued(out)
         if self.journal is not None:
             # The bar's closing equity rides along with the next bar's transaction (or
             # the shutdown's), which saves an fsync per bar; a crash loses one point.

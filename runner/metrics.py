@@ -31,6 +31,8 @@ class SessionMetrics:
         self._fills = Counter(
             "kubetrade_fills", "Fills received from the broker", labels, registry=r
         )
+        self._order_counts: dict[str, Counter] = {}
+        self._fill_count = self._fills.labels(session)
         self._strategy_errors = Counter(
             "kubetrade_strategy_errors", "Strategy calls that failed or trapped", labels, registry=r
         )
@@ -49,10 +51,13 @@ class SessionMetrics:
         self.last_bar[symbol] = time_ms
 
     def order(self, status: str) -> None:
-        self._orders.labels(self.session, status).inc()
+        child = self._order_counts.get(status)
+        if child is None:  # labels() costs microseconds: look each status up once
+            child = self._order_counts[status] = self._orders.labels(self.session, status)
+        child.inc()
 
     def fill(self) -> None:
-        self._fills.labels(self.session).inc()
+        self._fill_count.inc()
 
     def strategy_error(self) -> None:
         self._strategy_errors.labels(self.session).inc()

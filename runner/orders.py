@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
@@ -99,7 +99,7 @@ class OrderRouter:
                     if order is not None:
                         journal.order_update(order)
                 if order is not None:
-                    out.append(ev.OrderFilled(replace(order), fill))
+                    out.append(ev.OrderFilled(order.copy(), fill))
                     if order.status is OrderStatus.FILLED:
                         self.metrics.order("FILLED")
                         if order.take_profit or order.stop_loss:
@@ -139,4 +139,4 @@ class OrderRouter:
         event_type: Callable[..., ev.Event] = (
             ev.OrderCancelled if update.status is OrderStatus.CANCELLED else ev.OrderRejected
         )
-        out.append(event_type(replace(order)))
+        out.append(event_type(order.copy()))

@@ -62,8 +62,8 @@ class RiskGate:
             or self._brackets(order, reference_price)
             or self._limits(order, book, reference_price)
         )
-        if refusal is None:
-            self.recent.append(order.time)
+        if refusal is None and self.limits.max_orders_per_minute is not None:
+            self.recent.append(order.time)  # only the rate limit reads it: keep it bounded
         return refusal
 
     def _validate(self, order: Order) -> Refusal | None:
@@ -87,6 +87,8 @@ class RiskGate:
 
     def _brackets(self, order: Order, reference_price: float) -> Refusal | None:
         """A take-profit must sit beyond the entry, a stop-loss behind it, both on the exit side."""
+        if order.take_profit is None and order.stop_loss is None:
+            return None
         entry = order.price if order.order_type is OrderType.LIMIT else reference_price
         for name, bracket, beyond in (
             ("take_profit", order.take_profit, True),
@@ -123,8 +125,7 @@ class RiskGate:
         price = order.price if order.order_type is OrderType.LIMIT else reference_price
         notional = order.quantity * price
         held = book.ledger.quantity(order.symbol)
-        buying = book.pending_quantity(order.symbol, Side.BUY)
-        selling = book.pending_quantity(order.symbol, Side.SELL)
+        buying, selling = book.pending_quantities(order.symbol)
         shorting = order.side is Side.SELL and order.quantity > held - selling + 1e-12
         if shorting and not limits.allow_short:
             return Refusal(

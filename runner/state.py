@@ -10,7 +10,8 @@ sees orders the same way, and a strategy learns of fills on its next bar.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from kubetrade.runner import events as ev
@@ -29,8 +30,12 @@ def client_order_id(session: str, epoch: int, sequence: int) -> str:
     duplicate. Venues cap ids (Binance: 36 characters of [A-Za-z0-9._:/-]), so
     the session name is folded into a short hash.
     """
-    digest = hashlib.sha256(session.encode()).hexdigest()[:8]
-    return f"kt{digest}-{epoch}-{sequence}"
+    return f"kt{_session_digest(session)}-{epoch}-{sequence}"
+
+
+@lru_cache(maxsize=64)
+def _session_digest(session: str) -> str:
+    return hashlib.sha256(session.encode()).hexdigest()[:8]
 
 
 class StrategyCache(dict[str, str]):
@@ -115,7 +120,7 @@ class SessionState:
         if self.journal is not None:
             self.journal.order_intent(order)  # recorded before it can leave the process
         self.outbox.append(order)
-        self.events.append(ev.OrderPlaced(replace(order)))
+        self.events.append(ev.OrderPlaced(order.copy()))
 
     def cancel(self, order: Order) -> None:
         if order.status.is_final:
@@ -126,7 +131,7 @@ class SessionState:
             self.book.set_status(order, OrderStatus.CANCELLED, self.now, "cancelled", "")
             if self.journal is not None:
                 self.journal.order_update(order)
-            self.events.append(ev.OrderCancelled(replace(order)))
+            self.events.append(ev.OrderCancelled(order.copy()))
             return
         if order not in self.cancels:
             self.cancels.append(order)
@@ -148,4 +153,4 @@ class SessionState:
         self.book.set_status(order, status, self.now, reason, message)
         if self.journal is not None:
             self.journal.order_intent(order)
-        self.events.append(ev.OrderRejected(replace(order)))
+        self.events.append(ev.OrderRejected(order.copy()))

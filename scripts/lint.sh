@@ -13,5 +13,8 @@ ln -sfn ../../../runner .cache/typecheck/kubetrade/runner
 ln -sfn ../../../operator .cache/typecheck/kubetrade/operator
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy -p kubetrade.runner -p kubetrade.operator
-.venv/bin/mypy tests benchmarks
+# mypy runs from that view too: from the repository root it would take operator/ for
+# the standard library's operator module, as Python itself would.
+cd .cache/typecheck
+../../.venv/bin/mypy --config-file ../../pyproject.toml -p kubetrade.runner -p kubetrade.operator
+../../.venv/bin/mypy --config-file ../../pyproject.toml ../../tests ../../benchmarks

@@ -41,10 +41,11 @@ Why this is sound (the C API leaves these to the embedder):
   ownership passes to wasmtime. The call that receives that trap re-raises
   the parked exception, as wasmtime-py does with its global slot.
 * Memory. Linear memory can grow (and, depending on the engine's
-  configuration, move) whenever guest code runs, so the base address and size
-  are fetched anew after every call into the guest, never cached across one;
-  every access is bounds-checked against the current size, with pointers and
-  lengths taken as unsigned 32-bit values.
+  configuration, move) whenever guest code runs, so every access asks for the
+  current size and re-derives the base address when the size changed (a move
+  only happens on growth, which changes the size); every access is
+  bounds-checked against the current size, with pointers and lengths taken as
+  unsigned 32-bit values.
 * Contexts. Inside a callback, store operations use the context of the
   callback's ``caller`` (as the C API prescribes); outside, the store's own
   context, which is stable for the store's lifetime (wasmtime-py computes it
@@ -286,37 +287,48 @@ def call_void(boundary: Boundary, func: Func) -> Callable[[int], None]:
 
 
 class RawMemory:
-    """A store's linear memory by handle; base and size are looked up on every access."""
+    """A store's linear memory by handle, read and written through a view of its bytes.
 
-    __slots__ = ("_handle", "address")
+    Every access first asks wasmtime for the memory's current size. Memory can move only
+    when it grows, and growing changes the size, so while the size is the one seen last
+    the base and the view over it are still valid; a new size re-derives both.
+    """
+
+    __slots__ = ("_handle", "_size", "_view", "address")
 
     def __init__(self, memory: Memory) -> None:
         self._handle = ffi.wasmtime_memory_t.from_buffer_copy(memory._memory)
         self.address = ctypes.addressof(self._handle)
+        self._size = -1
+        self._view = memoryview(b"")
+
+    def _current(self, context: int) -> memoryview:
+        size: int = _memory_data_size(context, self.address)
+        if size != self._size:
+            base = _memory_data(context, self.address)
+            self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
+            self._size = size
+        return self._view
 
     def size(self, context: int) -> int:
         return int(_memory_data_size(context, self.address))
 
     def read(self, context: int, ptr: int, length: int) -> bytes:
-        address = self.address
-        size = _memory_data_size(context, address)
-        if ptr + length > size:
+        view = self._current(context)
+        if ptr + length > self._size:
             raise IndexError(
-                f"buffer [{ptr}, {ptr + length}) lies outside guest memory ({size} bytes)"
+                f"buffer [{ptr}, {ptr + length}) lies outside guest memory ({self._size} bytes)"
             )
-        if not length:
-            return b""
-        return ctypes.string_at(_memory_data(context, address) + ptr, length)
+        return view[ptr : ptr + length].tobytes()
 
     def write(self, context: int, ptr: int, data: bytes) -> None:
-        address = self.address
-        size = _memory_data_size(context, address)
-        if ptr + len(data) > size:
+        view = self._current(context)
+        if ptr + len(data) > self._size:
             raise IndexError(
                 f"guest malloc returned {ptr}, but {len(data)} bytes there overrun guest "
-                f"memory ({size} bytes)"
+                f"memory ({self._size} bytes)"
             )
-        ctypes.memmove(_memory_data(context, address) + ptr, data, len(data))
+        view[ptr : ptr + len(data)] = data
 
 
 def caller_context(caller: int) -> int:

@@ -62,6 +62,7 @@ from kubetrade.runner.strategy.guest import (
     trap_summary,
 )
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+from kubetrade.runner.strategy.scratch import SCRATCH_BYTES
 from kubetrade.runner.strategy.version import check_engine_version
 from kubetrade.runner.strategy.wasi import BarClock, SeededRandom, WasiHost, session_seed
 
@@ -339,11 +340,14 @@ class WasmStrategy:
         clock: Callable[[], int] | None = None,
         random_seed: bytes | None = None,
         fast: bool | None = None,
+        scratch_bytes: int = SCRATCH_BYTES,
     ) -> None:
         """``clock`` returns the current bar time in ns for the guest's WASI clocks; without
         it the clock reads the bar passed to ``process_data`` (0 before the first bar).
         ``random_seed`` seeds WASI random_get; the default derives it from the session
-        name and the module. ``fast`` picks the call path (see the module docstring)."""
+        name and the module. ``fast`` picks the call path (see the module docstring).
+        ``scratch_bytes`` sizes the block requests and responses reuse (``scratch``); 0
+        mallocs and frees every message, as the ABI's reference host does."""
         self.session = session
         self.limits = limits
         self.fast = _fast_by_default(fast)
@@ -365,6 +369,7 @@ class WasmStrategy:
             outputs={1: self._stdout, 2: self._stderr},
         )
         self._host = HostSide(api, wasi)
+        self._scratch = self._host.scratch  # empty until the module has loaded
         self._store = store = Store(engine)
         store.set_limits(memory_size=limits.max_memory_bytes)
         store.set_wasi(WasiConfig())  # no preopens, no env, no args, no stdin
@@ -395,6 +400,9 @@ class WasmStrategy:
                 f"speaks only version {abi.API_VERSION}; {_BUILD_HINT}"
             )
         self.engine_version = self._check_engine_version()
+        if scratch_bytes > 0:
+            self._scratch.base = self._load_call(abi.MALLOC, size=scratch_bytes)
+            self._scratch.capacity = scratch_bytes if self._scratch.base else 0
 
     @classmethod
     def from_file(cls, path: str | PathLike[str], api: HostApi, **kw: Any) -> WasmStrategy:
@@ -415,7 +423,8 @@ class WasmStrategy:
         data.open, data.high, data.low, data.close = bar.open, bar.high, bar.low, bar.close
         data.volume = bar.volume
         seconds, ms = divmod(bar.time, 1000)
-        data.time.seconds, data.time.nanos = seconds, ms * 1_000_000
+        stamp = data.time
+        stamp.seconds, stamp.nanos = seconds, ms * 1_000_000
         self._clock.bar_ns = bar.time * 1_000_000  # the guest's clocks read this bar's time
         self._call(abi.PROCESS_DATA, self._bar_request.SerializeToString(), bar)
 
@@ -473,18 +482,22 @@ class WasmStrategy:
         """
         if self._closed or self._exit_code is not None:
             raise StrategyError(self._unusable(export), call=export, trapped=False)
-        calls = self._calls
+        calls, scratch = self._calls, self._scratch
         calls.set_deadline(self._deadline)
-        request_ptr = result_ptr = 0
+        scratch.reset()
+        request_ptr = result_ptr = malloced = 0
         try:
             if payload:
-                request_ptr = calls.malloc(len(payload))
+                request_ptr = scratch.take(len(payload))
                 if not request_ptr:
-                    raise IndexError(f"the strategy's malloc({len(payload)}) returned 0")
+                    request_ptr = malloced = calls.malloc(len(payload))
+                    if not request_ptr:
+                        raise IndexError(f"the strategy's malloc({len(payload)}) returned 0")
                 calls.write(request_ptr, payload)
             packed = calls.exports[export](request_ptr, len(payload))
             result_ptr = packed >> 32
-            result = calls.read(result_ptr, packed & _LENGTH)
+            # (0, 0), an empty message, is what process_data returns on almost every bar.
+            result = calls.read(result_ptr, packed & _LENGTH) if packed else b""
         except (Trap, WasmtimeError) as exc:
             raise self._trap_error(_where(export, bar), export, exc) from exc
         except IndexError as exc:
@@ -492,7 +505,11 @@ class WasmStrategy:
                 f"{_where(export, bar)} passed a bad buffer: {exc}", call=export, trapped=False
             ) from exc
         finally:
-            self._release(request_ptr, result_ptr)
+            if malloced or result_ptr or self._host.responses:
+                self._release(malloced, result_ptr)
+            else:  # nothing to free: just forward the call's output
+                self._stdout.flush()
+                self._stderr.take_first()
         if packed & abi.ERROR_BIT:
             text = result.decode("utf-8", "replace")
             raise StrategyError(f"{_where(export, bar)} failed: {text}", call=export, trapped=False)
@@ -506,9 +523,12 @@ class WasmStrategy:
         Go allocator's map forever, a leak in a long session), and generated guests copy each
         response out while unmarshalling (strings included) before the export returns, so
         nothing can still point at them. A buffer may appear twice (a guest returning a host
-        response as its own result), hence the set.
+        response as its own result), hence the set. A result inside the scratch block (a
+        guest returning its request or a response) is the block's, never freed on its own.
         """
         responses = self._host.responses
+        if self._scratch.holds(result_ptr):
+            result_ptr = 0
         if responses:
             pointers: Collection[int] = {p for p in (request_ptr, result_ptr, *responses) if p}
             responses.clear()
@@ -584,10 +604,13 @@ class WasmStrategy:
 
     # -- loading ----------------------------------------------------------------------------
 
-    def _load_call(self, name: str, *, i64: bool = False) -> int:
-        """Call a parameterless export while loading; returns its i64 result (unsigned)."""
+    def _load_call(self, name: str, *, i64: bool = False, size: int | None = None) -> int:
+        """Call an export while loading: a parameterless one (returning its i64 result,
+        unsigned, if ``i64``) or, given ``size``, ``malloc(size)``."""
         self._calls.set_deadline(self._deadline)
         try:
+            if size is not None:
+                return self._calls.malloc(size)
             if i64:
                 return self._calls.run_i64(name)
             self._calls.run(name)

@@ -35,6 +35,7 @@ from kubetrade.runner.strategy import (
     fastcall,
 )
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+from kubetrade.runner.strategy.scratch import SCRATCH_BYTES
 
 EngineFactory = Callable[..., Engine]
 PATHS = pytest.mark.parametrize("fast", [False, True], ids=["stock", "fast"])
@@ -65,7 +66,10 @@ def test_fast_is_the_default_and_the_environment_can_choose(
 
 
 @PATHS
-def test_messages_cross_both_ways_and_buffers_are_freed(api: RecordingApi, fast: bool) -> None:
+@pytest.mark.parametrize("scratch", [0, SCRATCH_BYTES], ids=["malloc", "scratch"])
+def test_messages_cross_both_ways_and_buffers_are_freed(
+    api: RecordingApi, fast: bool, scratch: int
+) -> None:
     call = "(local.set $r (call $get_position {ptr:req} {len:req}))"
     seen = "(global.set $seen (i32.add (global.get $seen) (i32.wrap_i64 (local.get $r))))"
     wasm = guest(
@@ -79,14 +83,19 @@ def test_messages_cross_both_ways_and_buffers_are_freed(api: RecordingApi, fast:
         },
     )
     api.replies["get_position"] = POSITION
-    strategy = WasmStrategy(wasm, api, fast=fast)
+    strategy = WasmStrategy(wasm, api, fast=fast, scratch_bytes=scratch)
     for _ in range(50):
         strategy.process_data(BAR)
     assert guest_global(strategy, "seen") == 100 * len(POSITION.SerializeToString())
     assert api.requests("place_order") == [ORDER] * 50
-    assert guest_global(strategy, "mallocs") == 150  # per bar: the request, two responses
-    assert guest_global(strategy, "outstanding") == 0
-    assert guest_global(strategy, "ptr_sum") == 0
+    if scratch:
+        # One malloc when loading; every request and response reuses that block.
+        assert guest_global(strategy, "mallocs") == 1
+        assert guest_global(strategy, "outstanding") == 1
+    else:
+        assert guest_global(strategy, "mallocs") == 150  # per bar: the request, two responses
+        assert guest_global(strategy, "outstanding") == 0
+        assert guest_global(strategy, "ptr_sum") == 0
 
 
 @PATHS
@@ -159,7 +168,7 @@ def test_keyboard_interrupt_in_a_host_function_is_not_turned_into_a_trap(
         bodies={"trading_strategy_process_data": "(call $get_positions {ptr:name} (i32.const 0))"}
     )
     api.failures["get_positions"] = KeyboardInterrupt()  # type: ignore[assignment]
-    strategy = WasmStrategy(wasm, api, fast=fast)
+    strategy = WasmStrategy(wasm, api, fast=fast, scratch_bytes=0)
     with pytest.raises(KeyboardInterrupt):
         strategy.process_data(BAR)
     assert guest_global(strategy, "outstanding") == 0  # the request was freed on the way out
@@ -193,7 +202,7 @@ def malloc_guest(kind: str) -> bytes:
 @PATHS
 def test_a_guest_malloc_trap_inside_a_host_function_names_it(api: RecordingApi, fast: bool) -> None:
     api.replies["get_position"] = POSITION
-    strategy = WasmStrategy(malloc_guest("trap"), api, fast=fast)
+    strategy = WasmStrategy(malloc_guest("trap"), api, fast=fast, scratch_bytes=0)
     with pytest.raises(StrategyError) as info:
         strategy.process_data(BAR)
     assert info.value.host_function == "get_position"
@@ -205,7 +214,7 @@ def test_a_guest_malloc_trap_inside_a_host_function_names_it(api: RecordingApi, 
 def test_a_timeout_inside_a_nested_malloc_is_a_timeout(api: RecordingApi, fast: bool) -> None:
     api.replies["get_position"] = POSITION
     limits = SandboxLimits(call_timeout_s=0.2)
-    strategy = WasmStrategy(malloc_guest("spin"), api, fast=fast, limits=limits)
+    strategy = WasmStrategy(malloc_guest("spin"), api, fast=fast, limits=limits, scratch_bytes=0)
     with pytest.raises(StrategyError, match=r"exceeded 0.2s") as info:
         strategy.process_data(BAR)
     assert info.value.host_function is None  # the interrupt kept its identity

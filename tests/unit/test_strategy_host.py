@@ -368,7 +368,7 @@ def test_process_data_sends_the_bar(api: RecordingApi) -> None:
     wasm = guest(
         bodies={"trading_strategy_process_data": "(call $mark (local.get $ptr) (local.get $len))"}
     )
-    strategy = WasmStrategy(wasm, api)
+    strategy = WasmStrategy(wasm, api, scratch_bytes=0)
     strategy.process_data(BAR)
     (request,) = api.requests("mark")
     assert isinstance(request, pb.MarkRequest)
@@ -412,7 +412,7 @@ def test_host_response_is_written_into_guest_memory(api: RecordingApi) -> None:
         },
     )
     api.replies["get_cache"] = pb.GetResponse(value="from the host ✓")
-    strategy = WasmStrategy(wasm, api)
+    strategy = WasmStrategy(wasm, api, scratch_bytes=0)
     strategy.initialize('{"period": 14}')
     assert strategy.description() == "from the host ✓"
     assert api.requests("get_cache") == [
@@ -435,7 +435,7 @@ def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> N
         bodies={"trading_strategy_process_data": f"{call} {seen} " * 3 + "(i64.const 0)"},
     )
     api.replies["get_position"] = POSITION
-    strategy = WasmStrategy(wasm, api)
+    strategy = WasmStrategy(wasm, api, scratch_bytes=0)
     strategy.process_data(BAR)
     assert guest_global(strategy, "seen") == 3 * len(POSITION.SerializeToString())
     assert guest_global(strategy, "mallocs") == 4  # the request and three responses
@@ -448,12 +448,66 @@ def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> N
     assert strategy._memory.size(strategy._store) == pages
 
 
+def test_requests_and_responses_reuse_one_scratch_block(api: RecordingApi) -> None:
+    # By default the host mallocs one block when the module loads and puts every request and
+    # response there: no malloc or free per bar, and the guest reads the same bytes.
+    call = "(local.set $r (call $get_position {ptr:req} {len:req}))"
+    seen = "(global.set $seen (i32.add (global.get $seen) (i32.wrap_i64 (local.get $r))))"
+    wasm = guest(
+        data={"req": pb.GetPositionRequest(symbol="BTCUSDT").SerializeToString()},
+        bodies={"trading_strategy_process_data": f"{call} {seen} " * 3 + "(i64.const 0)"},
+    )
+    api.replies["get_position"] = POSITION
+    strategy = WasmStrategy(wasm, api)
+    pages = strategy._memory.size(strategy._store)
+    for _ in range(200):
+        strategy.process_data(BAR)
+    assert guest_global(strategy, "seen") == 200 * 3 * len(POSITION.SerializeToString())
+    assert api.requests("get_position") == [pb.GetPositionRequest(symbol="BTCUSDT")] * 600
+    assert guest_global(strategy, "mallocs") == 1
+    assert guest_global(strategy, "frees") == 0
+    assert strategy._memory.size(strategy._store) == pages
+
+
+def test_messages_too_big_for_the_scratch_block_are_malloced_and_freed(api: RecordingApi) -> None:
+    call = "(local.set $r (call $get_position {ptr:req} {len:req}))"
+    seen = "(global.set $seen (i32.add (global.get $seen) (i32.wrap_i64 (local.get $r))))"
+    wasm = guest(
+        data={"req": pb.GetPositionRequest(symbol="BTCUSDT").SerializeToString()},
+        bodies={"trading_strategy_process_data": f"{call} {seen} " * 3 + "(i64.const 0)"},
+    )
+    api.replies["get_position"] = POSITION
+    assert len(POSITION.SerializeToString()) > 16
+    strategy = WasmStrategy(wasm, api, scratch_bytes=16)
+    for _ in range(10):
+        strategy.process_data(BAR)
+    assert guest_global(strategy, "seen") == 10 * 3 * len(POSITION.SerializeToString())
+    # The block, then per bar the request and three responses, each freed after its bar.
+    assert guest_global(strategy, "mallocs") == 1 + 10 * 4
+    assert guest_global(strategy, "outstanding") == 1
+
+
+def test_a_result_inside_the_scratch_block_is_never_freed(api: RecordingApi) -> None:
+    # The guest returns the host's response (which lives in the block) as its own result:
+    # the host reads it but must not free a piece of the block.
+    wasm = guest(
+        data={"key": pb.GetRequest(key="description").SerializeToString()},
+        bodies={"trading_strategy_get_description": "(call $get_cache {ptr:key} {len:key})"},
+    )
+    api.replies["get_cache"] = pb.GetResponse(value="from the block")
+    strategy = WasmStrategy(wasm, api)
+    for _ in range(3):
+        assert strategy.description() == "from the block"
+    assert guest_global(strategy, "mallocs") == 1
+    assert guest_global(strategy, "frees") == 0
+
+
 def test_error_string_becomes_strategy_error(api: RecordingApi) -> None:
     wasm = guest(
         data={"bad": b"config: period must be > 0"},
         bodies={"trading_strategy_initialize": "{err:bad}"},
     )
-    strategy = WasmStrategy(wasm, api)
+    strategy = WasmStrategy(wasm, api, scratch_bytes=0)
     with pytest.raises(StrategyError) as info:
         strategy.initialize('{"period": 0}')
     assert str(info.value) == "trading_strategy_initialize failed: config: period must be > 0"
@@ -477,7 +531,7 @@ def test_host_exception_traps_and_the_instance_carries_on(api: RecordingApi) -> 
     )
     api.replies["get_position"] = POSITION
     api.failures["place_order"] = RuntimeError("broker unreachable")
-    strategy = WasmStrategy(wasm, api, session="s1")
+    strategy = WasmStrategy(wasm, api, session="s1", scratch_bytes=0)
     with pytest.raises(StrategyError) as info:
         strategy.process_data(BAR)
     error = info.value
@@ -543,7 +597,7 @@ def test_endless_loop_is_interrupted_and_the_next_call_works(api: RecordingApi) 
             "(i64.const 0)"
         }
     )
-    strategy = WasmStrategy(wasm, api, limits=SandboxLimits(call_timeout_s=0.2))
+    strategy = WasmStrategy(wasm, api, limits=SandboxLimits(call_timeout_s=0.2), scratch_bytes=0)
     started = time.monotonic()
     with pytest.raises(
         StrategyError,
