@@ -111,6 +111,7 @@ class Engine:
         self._pending_equity: tuple[int, float, float] | None = None
         self._stop_requested = False
         self._waiting_task: asyncio.Task[Any] | None = None
+        self._task: asyncio.Task[Any] | None = None  # the one running the bar loop
         self._started = 0.0
 
     # -- control -----------------------------------------------------------------
@@ -166,8 +167,35 @@ class Engine:
             for event in settled:
                 yield event
             await self._warm_up()
-            async for event in self._stream():
-                yield event
+            # The bar loop, inline: every event passes one generator, not two.
+            stream = self.market_data.stream().__aiter__()
+            self._task = asyncio.current_task()
+            self.ready = True
+            self.metrics.ready(True)
+            max_bars = self.options.max_bars
+            task = self._task
+            while not self._stop_requested:
+                # (Inline, not a helper coroutine: this runs once per bar.)
+                self._waiting_task = task
+                try:
+                    bar = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    if not self.stopping or task is None:
+                        raise
+                    task.uncancel()  # our own stop request, not a cancellation from outside
+                    break
+                finally:
+                    self._waiting_task = None
+                for event in await self._on_bar(bar):
+                    yield event
+                if self.feed_health is not None:
+                    status = self._feed_status()
+                    if status is not None:
+                        yield status
+                if max_bars is not None and self.bars >= max_bars:
+                    break
         except EngineFailure as exc:
             error = str(exc)
         except Exception as exc:  # report, never swallow silently
@@ -242,33 +270,6 @@ class Engine:
                 self.state.book.marks[symbol] = bar.close
                 self._last_time[symbol] = bar.time
 
-    async def _stream(self) -> AsyncIterator[ev.Event]:
-        stream = self.market_data.stream().__aiter__()
-        self.ready = True
-        self.metrics.ready(True)
-        task = asyncio.current_task()
-        max_bars = self.options.max_bars
-        while not self._stop_requested:
-            self._waiting_task = task
-            try:
-                bar = await stream.__anext__()
-            except StopAsyncIteration:
-                break
-            except asyncio.CancelledError:
-                if not self.stopping or task is None:
-                    raise
-                task.uncancel()  # our own stop request, not a cancellation from outside
-                break
-            finally:
-                self._waiting_task = None
-            for event in await self._on_bar(bar):
-                yield event
-            status = self._feed_status()
-            if status is not None:
-                yield status
-            if max_bars is not None and self.bars >= max_bars:
-                break
-
     async def _on_bar(self, bar: Bar) -> list[ev.Event]:
         state = self.state
         last = self._last_time.get(bar.symbol)
@@ -283,21 +284,25 @@ class Engine:
         # One transaction holds the bar's decisions: the venue's news, the strategy's
         # effects, its order intents and the cursor. Orders leave only after it commits.
         with self.orders.transaction():
-            self._flush_equity()
-            self.orders.apply(await self.broker.on_bar(bar), out)
+            if self._pending_equity is not None:
+                self._flush_equity()
+            updates = await self.broker.on_bar(bar)
+            if updates:
+                self.orders.apply(updates, out)
             state.begin_bar(bar)
             self.bars += 1
             self.metrics.bar(bar.symbol, bar.time)
             out.append(ev.MarketData(bar))
             self._call_strategy(bar, out)
             # Events the host functions emitted during the call (placements, logs).
-            out.extend(state.events)
-            state.events.clear()
+            if state.events:
+                out.extend(state.events)
+                state.events.clear()
             if self.journal is not None:
                 journal_effects(self.journal, state, out)
                 self.journal.cursor(bar.symbol, bar.time)
                 self.journal.price(bar.symbol, bar.time, bar.close)
-            crash_point("bar-journaled")
+                crash_point("bar-journaled")  # (meaningful only with a journal)
         if state.outbox or state.cancels:
             await self.orders.send_queued(out)
         if self.journal is not None:

@@ -94,6 +94,8 @@ class PaperBroker:
             self.store.close()
 
     async def submit(self, order: Order) -> list[BrokerEvent]:
+        if self.store is None:
+            return self._submit(order)  # the common replay case: no transaction to open
         with self._durably():
             return self._submit(order)
 

@@ -127,10 +127,17 @@ def _shared_engine() -> Engine:
         return _engine
 
 
+#: Epoch ticks so far, as Python sees them: a call within the tick of the previous call
+#: keeps that call's deadline instead of setting it again (see WasmStrategy._arm).
+_ticks = 0
+
+
 def _tick(engine: Engine) -> None:
+    global _ticks
     while True:
         time.sleep(_TICK_S)
         engine.increment_epoch()
+        _ticks += 1
 
 
 _modules: dict[bytes, Module] = {}
@@ -352,6 +359,7 @@ class WasmStrategy:
         self.limits = limits
         self.fast = _fast_by_default(fast)
         self._deadline = math.ceil(limits.call_timeout_s / _TICK_S) + 1  # +1: ticks are ragged
+        self._armed_at = -1  # the tick in which the deadline was last set
         self._closed = False
         self._exit_code: int | None = None
         self._stdout = _Output(session, "stdout", logging.INFO)
@@ -483,7 +491,8 @@ class WasmStrategy:
         if self._closed or self._exit_code is not None:
             raise StrategyError(self._unusable(export), call=export, trapped=False)
         calls, scratch = self._calls, self._scratch
-        calls.set_deadline(self._deadline)
+        if self._armed_at != _ticks:
+            self._arm()
         scratch.reset()
         request_ptr = result_ptr = malloced = 0
         try:
@@ -515,6 +524,15 @@ class WasmStrategy:
             raise StrategyError(f"{_where(export, bar)} failed: {text}", call=export, trapped=False)
         return result
 
+    def _arm(self) -> None:
+        """Give the next call its full time budget: the deadline is ``_deadline`` ticks past
+        the current epoch. Setting it is a call into wasmtime, and a bar's call usually
+        takes a few microseconds, so ``_call`` re-arms only when the epoch has ticked since
+        the last time; a skipped re-arm costs at most the one tick the +1 in ``_deadline``
+        allows for (the ticker bumps the epoch and ``_ticks`` one after the other)."""
+        self._armed_at = _ticks
+        self._calls.set_deadline(self._deadline)
+
     def _release(self, request_ptr: int, result_ptr: int) -> None:
         """Free this call's buffers in the guest, then forward its output.
 
@@ -539,7 +557,7 @@ class WasmStrategy:
         # An exited guest cannot run again, not even free().
         if pointers and self._exit_code is None:
             calls = self._calls
-            calls.set_deadline(self._deadline)  # the call may have used it all up
+            self._arm()  # the call may have used most of it up
             try:
                 for p in pointers:
                     calls.free(p)
@@ -607,7 +625,7 @@ class WasmStrategy:
     def _load_call(self, name: str, *, i64: bool = False, size: int | None = None) -> int:
         """Call an export while loading: a parameterless one (returning its i64 result,
         unsigned, if ``i64``) or, given ``size``, ``malloc(size)``."""
-        self._calls.set_deadline(self._deadline)
+        self._arm()
         try:
             if size is not None:
                 return self._calls.malloc(size)
