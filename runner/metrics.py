@@ -1,10 +1,10 @@
 """Prometheus metrics of one session.
 
 Each session gets its own registry (not the process-global one), so tests and
-embedded engines never see each other's figures. Figures that change on every
-bar (bars, last bar time, equity, PnL) are kept as plain numbers and turned
-into metrics only when Prometheus scrapes: the bar path runs at replay speed,
-scrapes come every few seconds.
+embedded engines never see each other's figures. Figures the bar path changes
+(bars, last bar time, orders, fills, strategy errors, equity, PnL) are kept as
+plain numbers and turned into metrics only when Prometheus scrapes: the bar
+path runs at replay speed, scrapes come every few seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from time import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -24,21 +24,12 @@ class SessionMetrics:
     def __init__(self, session: str, registry: CollectorRegistry | None = None) -> None:
         self.session = session
         self.registry = r = registry or CollectorRegistry()
-        labels = ["session"]
-        self._orders = Counter(
-            "kubetrade_orders", "Orders by final or current status", [*labels, "status"], registry=r
-        )
-        self._fills = Counter(
-            "kubetrade_fills", "Fills received from the broker", labels, registry=r
-        )
-        self._order_counts: dict[str, Counter] = {}
-        self._fill_count = self._fills.labels(session)
-        self._strategy_errors = Counter(
-            "kubetrade_strategy_errors", "Strategy calls that failed or trapped", labels, registry=r
-        )
-        self._ready = Gauge("kubetrade_ready", "1 when the runner is ready", labels, registry=r)
+        self._ready = Gauge("kubetrade_ready", "1 when the runner is ready", ["session"], registry=r)
         self.bars: dict[str, int] = {}  # per symbol
         self.last_bar: dict[str, int] = {}  # per symbol, ms
+        self.orders: dict[str, int] = {}  # per status: orders that reached it
+        self.fills = 0
+        self.strategy_errors = 0
         self.account_source: Callable[[], AccountInfo] | None = None
         r.register(_BarCollector(self))
 
@@ -51,16 +42,13 @@ class SessionMetrics:
         self.last_bar[symbol] = time_ms
 
     def order(self, status: str) -> None:
-        child = self._order_counts.get(status)
-        if child is None:  # labels() costs microseconds: look each status up once
-            child = self._order_counts[status] = self._orders.labels(self.session, status)
-        child.inc()
+        self.orders[status] = self.orders.get(status, 0) + 1
 
     def fill(self) -> None:
-        self._fill_count.inc()
+        self.fills += 1
 
     def strategy_error(self) -> None:
-        self._strategy_errors.labels(self.session).inc()
+        self.strategy_errors += 1
 
     def ready(self, value: bool) -> None:
         self._ready.labels(self.session).set(1 if value else 0)
@@ -70,7 +58,8 @@ class SessionMetrics:
 
 
 class _BarCollector(Collector):
-    """The per-bar figures, read at scrape time."""
+    """The figures the bar path counts (bars, orders, fills, errors, the account), turned
+    into metrics at scrape time: a prometheus_client Counter takes a lock on every inc."""
 
     def __init__(self, metrics: SessionMetrics) -> None:
         self._metrics = metrics
@@ -90,6 +79,19 @@ class _BarCollector(Collector):
             last.add_metric([m.session, symbol], m.last_bar[symbol] / 1000)
         yield bars
         yield last
+        orders = CounterMetricFamily(
+            "kubetrade_orders", "Orders by final or current status", labels=["session", "status"]
+        )
+        for status, count in sorted(m.orders.items()):
+            orders.add_metric([m.session, status], float(count))
+        yield orders
+        for name, help_text, count in (
+            ("fills", "Fills received from the broker", m.fills),
+            ("strategy_errors", "Strategy calls that failed or trapped", m.strategy_errors),
+        ):
+            family = CounterMetricFamily(f"kubetrade_{name}", help_text, labels=["session"])
+            family.add_metric([m.session], float(count))
+            yield family
         if m.account_source is None:
             return
         account = m.account_source()
