@@ -24,7 +24,9 @@ class SessionMetrics:
     def __init__(self, session: str, registry: CollectorRegistry | None = None) -> None:
         self.session = session
         self.registry = r = registry or CollectorRegistry()
-        self._ready = Gauge("kubetrade_ready", "1 when the runner is ready", ["session"], registry=r)
+        self._ready = Gauge(
+            "kubetrade_ready", "1 when the runner is ready", ["session"], registry=r
+        )
         self.bars: dict[str, int] = {}  # per symbol
         self.last_bar: dict[str, int] = {}  # per symbol, ms
         self.orders: dict[str, int] = {}  # per status: orders that reached it
