@@ -91,9 +91,9 @@ class _BarCollector(Collector):
             ("fills", "Fills received from the broker", m.fills),
             ("strategy_errors", "Strategy calls that failed or trapped", m.strategy_errors),
         ):
-            family = CounterMetricFamily(f"kubetrade_{name}", help_text, labels=["session"])
-            family.add_metric([m.session], float(count))
-            yield family
+            counter = CounterMetricFamily(f"kubetrade_{name}", help_text, labels=["session"])
+            counter.add_metric([m.session], float(count))
+            yield counter
         if m.account_source is None:
             return
         account = m.account_source()
