@@ -180,6 +180,13 @@ class Fill:
     time: int
     realized_pnl: float = 0.0  # filled in by the ledger when the fill closes a position
 
+    def with_realized_pnl(self, realized_pnl: float) -> Fill:
+        return Fill(*_fill_fields(self)[:-1], realized_pnl)  # cheaper than dataclasses.replace
+
+
+_fill_fields = attrgetter(*(f.name for f in fields(Fill)))
+assert fields(Fill)[-1].name == "realized_pnl", "Fill.with_realized_pnl relies on the order"
+
 
 @dataclass(slots=True)
 class Position:

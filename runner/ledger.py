@@ -8,7 +8,7 @@ and the risk check refuse such orders before a fill exists).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from kubetrade.runner.domain import Fill, Position, Side
 
@@ -59,7 +59,7 @@ class Ledger:
             pos.average_cost = 0.0
         self.cash += amount - fill.fee
         self.realized_pnl += realized
-        return replace(fill, realized_pnl=realized)
+        return fill.with_realized_pnl(realized)
 
     def unrealized_pnl(self, marks: dict[str, float]) -> float:
         return sum(

@@ -22,6 +22,7 @@ from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.state import SessionState
 
 _NO_TRANSACTION: contextlib.nullcontext[None] = contextlib.nullcontext()  # reusable
+_EXIT_SUFFIXES = ("-tp", "-sl")  # a take-profit's or stop-loss's id: its entry's id plus one
 
 
 @dataclass(slots=True)
@@ -88,7 +89,8 @@ class OrderRouter:
         book = self.state.book
         journal = self.journal
         for update in updates:
-            self.adopt_exit(update.client_order_id)
+            if update.client_order_id[-3:] in _EXIT_SUFFIXES:
+                self.adopt_exit(update.client_order_id)
             if isinstance(update, Fill):
                 if book.has_fill(update.fill_id):
                     continue  # already booked (a venue may report a fill again after a restart)
@@ -112,7 +114,7 @@ class OrderRouter:
         """Book the take-profit/stop-loss the venue created for a filled entry, when it
         first reports on it; both sides derive the same order from the entry."""
         book = self.state.book
-        if client_order_id in book.orders or client_order_id[-3:] not in ("-tp", "-sl"):
+        if client_order_id in book.orders or client_order_id[-3:] not in _EXIT_SUFFIXES:
             return
         parent = book.orders.get(client_order_id[:-3])
         if parent is None:

@@ -272,7 +272,9 @@ class PaperBroker:
         if order.side is Side.BUY:
             price = self._execution_price(order, bar.close) or order.price
             cost = order.quantity * price + self.fees.fee(order.quantity, price)
-            available = self.ledger.cash - sum(r.reserved_cash for r in self.resting.values())
+            available = self.ledger.cash
+            if self.resting:
+                available -= sum(r.reserved_cash for r in self.resting.values())
             if cost > available + 1e-9:
                 return (
                     RejectReason.INSUFFICIENT_BUYING_POWER,
@@ -337,13 +339,18 @@ class PaperBroker:
             time=time,
         )
         fill = self.ledger.apply(fill)
-        self.fills_of.setdefault(order.client_order_id, []).append(fill)
-        filled = sum(f.quantity for f in self.fills_of[order.client_order_id])
+        fills = self.fills_of.get(order.client_order_id)
+        if fills is None:
+            fills = self.fills_of[order.client_order_id] = [fill]
+            filled = quantity
+        else:
+            fills.append(fill)
+            filled = sum(f.quantity for f in fills)
         status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PENDING
         self._status(order, status, time)
         if self.store is not None:
             self.store.fill(fill)
-        if status is OrderStatus.FILLED:
+        if status is OrderStatus.FILLED and (order.take_profit or order.stop_loss):
             # The entry is in: its take-profit and stop-loss now rest at the venue.
             for child in bracket_children(order):
                 self.resting[child.client_order_id] = _Resting(child, 0.0)

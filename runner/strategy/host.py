@@ -172,8 +172,10 @@ class _Output:
         self._partial = bytearray()
         # The first line written since take_first(): a Go panic or fatal error starts there.
         self._first: str | None = None
+        self.written = False  # since take_first(): lets a quiet call skip the bookkeeping
 
     def write(self, data: bytes) -> None:
+        self.written = True
         self._partial += data
         if b"\n" not in data and len(self._partial) < _MAX_LINE:
             return
@@ -191,6 +193,7 @@ class _Output:
     def take_first(self) -> str | None:
         self.flush()
         first, self._first = self._first, None
+        self.written = False
         return first
 
     def _emit(self, line: bytes) -> None:
@@ -493,16 +496,17 @@ class WasmStrategy:
         calls, scratch = self._calls, self._scratch
         if self._armed_at != _ticks:
             self._arm()
-        scratch.reset()
         request_ptr = result_ptr = malloced = 0
         try:
             if payload:
-                request_ptr = scratch.take(len(payload))
+                request_ptr = scratch.restart(len(payload))
                 if not request_ptr:
                     request_ptr = malloced = calls.malloc(len(payload))
                     if not request_ptr:
                         raise IndexError(f"the strategy's malloc({len(payload)}) returned 0")
                 calls.write(request_ptr, payload)
+            else:
+                scratch.reset()
             packed = calls.exports[export](request_ptr, len(payload))
             result_ptr = packed >> 32
             # (0, 0), an empty message, is what process_data returns on almost every bar.
@@ -516,8 +520,8 @@ class WasmStrategy:
         finally:
             if malloced or result_ptr or self._host.responses:
                 self._release(malloced, result_ptr)
-            else:  # nothing to free: just forward the call's output
-                self._stdout.flush()
+            elif self._stdout.written or self._stderr.written:  # nothing to free
+                self._stdout.take_first()
                 self._stderr.take_first()
         if packed & abi.ERROR_BIT:
             text = result.decode("utf-8", "replace")
@@ -565,7 +569,7 @@ class WasmStrategy:
                 logger.warning(
                     "[%s] the strategy's free() trapped: %s", self.session, trap_summary(exc)
                 )
-        self._stdout.flush()
+        self._stdout.take_first()
         self._stderr.take_first()  # the next call's error quotes only its own stderr
 
     def _trap_error(self, where: str, export: str, exc: Exception) -> StrategyError:

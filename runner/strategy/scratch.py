@@ -43,6 +43,14 @@ class Scratch:
         self.used = (end + _ALIGN - 1) & -_ALIGN
         return self.base + start
 
+    def restart(self, size: int) -> int:
+        """``reset()`` then ``take(size)``: a call's request, its first piece."""
+        if size > self.capacity:
+            self.used = 0
+            return 0
+        self.used = (size + _ALIGN - 1) & -_ALIGN
+        return self.base
+
     def holds(self, ptr: int) -> bool:
         """Whether ``ptr`` points into the block (such a pointer is never freed)."""
         return self.base <= ptr < self.base + self.capacity
