@@ -181,11 +181,11 @@ class Fill:
     realized_pnl: float = 0.0  # filled in by the ledger when the fill closes a position
 
     def with_realized_pnl(self, realized_pnl: float) -> Fill:
-        return Fill(*_fill_fields(self)[:-1], realized_pnl)  # cheaper than dataclasses.replace
-
-
-_fill_fields = attrgetter(*(f.name for f in fields(Fill)))
-assert fields(Fill)[-1].name == "realized_pnl", "Fill.with_realized_pnl relies on the order"
+        # Positional: several times cheaper than dataclasses.replace.
+        return Fill(
+            self.fill_id, self.client_order_id, self.symbol, self.side, self.quantity,
+            self.price, self.fee, self.time, realized_pnl,
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
