@@ -15,7 +15,7 @@ the *_cpu_us_* figures are this process's CPU time per frame or bar, which is
 what the provider and the engine cost, whatever else the machine is doing.
 A frame is one websocket message. Binance sends two per closed bar (the closed
 kline, then the next kline in progress); Polygon sends one per step, holding an
-aggregate event for every symbol. Each figure comes from the best of 3 runs.
+aggregate event for every symbol. Each figure is the best of --runs runs (3).
 """
 
 from __future__ import annotations
@@ -178,18 +178,22 @@ async def engine_run(
     return Run(frames[0], bars, time.perf_counter() - started, time.process_time() - cpu)
 
 
-async def best_run(make: Callable[[], Awaitable[Run]], runs: int = 3) -> Run:
+async def best_run(make: Callable[[], Awaitable[Run]], runs: int) -> Run:
     return max([await make() for _ in range(runs)], key=lambda run: run.bars / run.wall)
 
 
-async def measure(venue: str, n_symbols: int, seconds: float) -> dict[str, object]:
+async def measure(venue: str, n_symbols: int, seconds: float, runs: int) -> dict[str, object]:
     symbols = [VENUES[venue][2].format(i) for i in range(n_symbols)]
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         async with server(venue, symbols) as urls:
-            raw = max([await raw_rate(venue, urls, symbols, seconds) for _ in range(3)])
-            feed = await best_run(lambda: provider_run(venue, urls, symbols, seconds, directory))
-            engine = await best_run(lambda: engine_run(venue, urls, symbols, seconds, directory))
+            raw = max([await raw_rate(venue, urls, symbols, seconds) for _ in range(runs)])
+            feed = await best_run(
+                lambda: provider_run(venue, urls, symbols, seconds, directory), runs
+            )
+            engine = await best_run(
+                lambda: engine_run(venue, urls, symbols, seconds, directory), runs
+            )
     return {
         "symbols": n_symbols,
         "raw_frames_per_s": round(raw),
@@ -202,13 +206,13 @@ async def measure(venue: str, n_symbols: int, seconds: float) -> dict[str, objec
     }
 
 
-async def main(seconds: float, symbols: int) -> dict[str, object]:
+async def main(seconds: float, symbols: int, runs: int) -> dict[str, object]:
     return {
         "benchmark": "ws_ingest",
         "python": platform.python_version(),
         "seconds_per_figure": seconds,
-        "binance": await measure("binance", symbols, seconds),
-        "polygon": await measure("polygon", symbols, seconds),
+        "binance": await measure("binance", symbols, seconds, runs),
+        "polygon": await measure("polygon", symbols, seconds, runs),
     }
 
 
@@ -216,5 +220,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per run")
     parser.add_argument("--symbols", type=int, default=4, help="symbols per session")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (the best counts)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.seconds, args.symbols)), indent=2))
+    print(json.dumps(asyncio.run(main(args.seconds, args.symbols, args.runs)), indent=2))

@@ -14,6 +14,10 @@ Calls cross the boundary on one of two paths (``guest``): the fast path
 through wasmtime's unchecked C API (``fastcall``, the default) or wasmtime-py's
 stock calls. Choose with ``WasmStrategy(fast=...)`` or the environment
 variable ``KUBETRADE_WASM_PATH=fast|stock``; both give the same results.
+Requests and host-function responses travel through one block of guest
+memory malloc'd when the module loads (``scratch``), so a bar costs no
+malloc or free in the guest; bars are packed straight into wire bytes
+(``bar_wire``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,60 @@
+"""Every benchmark still runs and prints the figures its README promises.
+
+Speed is never asserted here (figures depend on the machine); this only keeps
+the benchmarks from rotting: each runs briefly, as `scripts/bench.sh` would
+run it, and must print one JSON object with its key figures, non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+# Each benchmark with short settings and the figures (dotted paths) it must report.
+CASES: dict[str, tuple[list[str], list[str]]] = {
+    "bench_engine": (["--bars", "2000", "--runs", "1"], ["bars_per_s", "per_bar_us.p50"]),
+    "bench_latency": (["--bars", "2000", "--runs", "1"], ["fast.p50_us", "stock.p99_us"]),
+    "bench_replay": (["--seconds", "0.2"], ["replay_bars_per_s", "synthetic_bars_per_s"]),
+    "bench_wasm_calls": (
+        ["--calls", "200", "--rounds", "1"],
+        ["host_to_guest.ratio", "guest_to_host.fast_us", "process_data.fast_us"],
+    ),
+    "bench_ws_ingest": (
+        ["--seconds", "0.2", "--symbols", "1", "--runs", "1"],
+        ["binance.engine_bars_per_s", "polygon.provider_frames_per_s"],
+    ),
+}
+
+
+def figure(result: dict[str, Any], dotted: str) -> Any:
+    value: Any = result
+    for key in dotted.split("."):
+        value = value[key]
+    return value
+
+
+def test_every_benchmark_is_covered() -> None:
+    assert {p.stem for p in BENCHMARKS.glob("bench_*.py")} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_benchmark_runs_and_reports(name: str) -> None:
+    args, figures = CASES[name]
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / f"{name}.py"), *args],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert isinstance(result, dict) and result
+    for dotted in figures:
+        assert figure(result, dotted) > 0, dotted
