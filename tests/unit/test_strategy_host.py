@@ -425,15 +425,20 @@ def test_host_response_is_written_into_guest_memory(api: RecordingApi) -> None:
     assert guest_global(strategy, "ptr_sum") == 0
 
 
-def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> None:
-    # A go-plugin guest never frees what the host malloc'd for a host function's response;
-    # the host frees those after the export returns.
+def three_positions_guest() -> bytes:
+    """process_data calls get_position three times; global `seen` sums the response lengths."""
     call = "(local.set $r (call $get_position {ptr:req} {len:req}))"
     seen = "(global.set $seen (i32.add (global.get $seen) (i32.wrap_i64 (local.get $r))))"
-    wasm = guest(
+    return guest(
         data={"req": pb.GetPositionRequest(symbol="BTCUSDT").SerializeToString()},
         bodies={"trading_strategy_process_data": f"{call} {seen} " * 3 + "(i64.const 0)"},
     )
+
+
+def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> None:
+    # A go-plugin guest never frees what the host malloc'd for a host function's response;
+    # the host frees those after the export returns.
+    wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     strategy = WasmStrategy(wasm, api, scratch_bytes=0)
     strategy.process_data(BAR)
@@ -451,12 +456,7 @@ def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> N
 def test_requests_and_responses_reuse_one_scratch_block(api: RecordingApi) -> None:
     # By default the host mallocs one block when the module loads and puts every request and
     # response there: no malloc or free per bar, and the guest reads the same bytes.
-    call = "(local.set $r (call $get_position {ptr:req} {len:req}))"
-    seen = "(global.set $seen (i32.add (global.get $seen) (i32.wrap_i64 (local.get $r))))"
-    wasm = guest(
-        data={"req": pb.GetPositionRequest(symbol="BTCUSDT").SerializeToString()},
-        bodies={"trading_strategy_process_data": f"{call} {seen} " * 3 + "(i64.const 0)"},
-    )
+    wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     strategy = WasmStrategy(wasm, api)
     pages = strategy._memory.size(strategy._store)
@@ -470,12 +470,7 @@ def test_requests_and_responses_reuse_one_scratch_block(api: RecordingApi) -> No
 
 
 def test_messages_too_big_for_the_scratch_block_are_malloced_and_freed(api: RecordingApi) -> None:
-    call = "(local.set $r (call $get_position {ptr:req} {len:req}))"
-    seen = "(global.set $seen (i32.add (global.get $seen) (i32.wrap_i64 (local.get $r))))"
-    wasm = guest(
-        data={"req": pb.GetPositionRequest(symbol="BTCUSDT").SerializeToString()},
-        bodies={"trading_strategy_process_data": f"{call} {seen} " * 3 + "(i64.const 0)"},
-    )
+    wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     assert len(POSITION.SerializeToString()) > 16
     strategy = WasmStrategy(wasm, api, scratch_bytes=16)
