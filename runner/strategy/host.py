@@ -414,8 +414,19 @@ class WasmStrategy:
             )
         self.engine_version = self._check_engine_version()
         if scratch_bytes > 0:
-            self._scratch.base = self._load_call(abi.MALLOC, size=scratch_bytes)
-            self._scratch.capacity = scratch_bytes if self._scratch.base else 0
+            self._allocate_scratch(scratch_bytes)
+
+    def _allocate_scratch(self, size: int) -> None:
+        base = self._load_call(abi.MALLOC, size=size)
+        if not base:
+            return  # no block: every message takes its own malloc, as without one
+        end = self._memory.data_len(self._store)
+        if base + size > end:
+            raise StrategyLoadError(
+                f"the strategy's malloc({size}) returned {base}, but guest memory ends at "
+                f"{end}: its allocator is broken; {_BUILD_HINT}"
+            )
+        self._scratch.base, self._scratch.capacity = base, size
 
     @classmethod
     def from_file(cls, path: str | PathLike[str], api: HostApi, **kw: Any) -> WasmStrategy:

@@ -497,6 +497,21 @@ def test_a_result_inside_the_scratch_block_is_never_freed(api: RecordingApi) -> 
     assert guest_global(strategy, "frees") == 0
 
 
+def test_a_malloc_that_answers_outside_memory_is_refused_at_load(api: RecordingApi) -> None:
+    # ("( export" survives omit=, which drops the stock malloc's export.)
+    broken = '(func ( export "malloc") (param i32) (result i32) (i32.const 0x7fff0000))'
+    with pytest.raises(StrategyLoadError, match=r"malloc\(65536\) returned 2147418112, but"):
+        WasmStrategy(guest(omit=("malloc",), extra=broken), api)
+
+
+def test_a_malloc_that_returns_0_leaves_the_scratch_block_out(api: RecordingApi) -> None:
+    # Every message then takes the ABI's own path, which reports the guest's 0 per message.
+    null = '(func ( export "malloc") (param i32) (result i32) (i32.const 0))'
+    strategy = WasmStrategy(guest(omit=("malloc",), extra=null), api)
+    with pytest.raises(StrategyError, match=r"malloc\(\d+\) returned 0"):
+        strategy.process_data(BAR)
+
+
 def test_error_string_becomes_strategy_error(api: RecordingApi) -> None:
     wasm = guest(
         data={"bad": b"config: period must be > 0"},
