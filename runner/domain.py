@@ -176,16 +176,25 @@ class Fill:
     side: Side
     quantity: float
     price: float
-    fee: float
+    fee: float  # the whole fee, valued in the session's cash currency
     time: int
+    # The part of the fee the venue took in the traded asset itself, in its units: Binance
+    # takes a buy's commission out of the coins bought, so the position grows by
+    # quantity - fee_base and no cash pays for it. 0 when the fee is paid in cash.
+    fee_base: float = 0.0
     realized_pnl: float = 0.0  # filled in by the ledger when the fill closes a position
 
     def with_realized_pnl(self, realized_pnl: float) -> Fill:
         # Positional: several times cheaper than dataclasses.replace.
         return Fill(
             self.fill_id, self.client_order_id, self.symbol, self.side, self.quantity,
-            self.price, self.fee, self.time, realized_pnl,
+            self.price, self.fee, self.time, self.fee_base, realized_pnl,
         )  # fmt: skip
+
+    @property
+    def cash_fee(self) -> float:
+        """The part of the fee that cash pays: all of it unless the venue took coins."""
+        return self.fee - self.fee_base * self.price if self.fee_base else self.fee
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from kubetrade.runner.domain import Bracket, Fill, Mark, Order, OrderStatus, OrderType, Side
 
 APPLICATION_ID = 0x6B74726A  # "ktrj": marks the file as a kubetrade journal
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates the schema from version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (
@@ -108,6 +108,10 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE orders ADD COLUMN brackets TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE orders ADD COLUMN parent_id TEXT NOT NULL DEFAULT '';
+    """,
+    # v4: the part of a fill's fee the venue took in the traded asset (Fill.fee_base).
+    """
+    ALTER TABLE fills ADD COLUMN fee_base REAL NOT NULL DEFAULT 0;
     """,
 )
 
@@ -303,7 +307,7 @@ class Journal:
     def fill(self, fill: Fill) -> None:
         self._fill_seq += 1
         self._db.execute(
-            "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO fills VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
                 fill.fill_id,
                 self._fill_seq,
@@ -315,6 +319,7 @@ class Journal:
                 fill.fee,
                 fill.time,
                 fill.realized_pnl,
+                fill.fee_base,  # the v4 column, last
             ),
         )
 
@@ -417,6 +422,7 @@ class Journal:
                     fee=row[7],
                     time=row[8],
                     realized_pnl=row[9],
+                    fee_base=row[10],
                 )
             )
         snap.cursor = dict(db.execute("SELECT symbol, time FROM cursor").fetchall())

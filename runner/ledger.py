@@ -30,7 +30,13 @@ class Ledger:
         return existing.quantity if existing is not None else 0.0
 
     def apply(self, fill: Fill) -> Fill:
-        """Move cash and the position for one fill; return it with its realized PnL."""
+        """Move cash and the position for one fill; return it with its realized PnL.
+
+        A fee the venue took in the traded asset (``fee_base``) comes out of the position,
+        not the cash, as it does at the venue, so the two stay equal. The average cost is
+        weighted by what entered the position, so realized and unrealized PnL less the fees
+        always equal the change in cash plus holdings.
+        """
         pos = self.positions.get(fill.symbol)
         if pos is None:
             pos = self.positions[fill.symbol] = Position(symbol=fill.symbol)
@@ -39,16 +45,20 @@ class Ledger:
         if fill.side is Side.BUY:
             if pos.quantity == 0.0:
                 pos.open_time = fill.time
-            new_quantity = round(pos.quantity + fill.quantity, self.precision)
-            pos.average_cost = (pos.average_cost * pos.quantity + amount) / new_quantity
+            received = fill.quantity - fill.fee_base
+            new_quantity = round(pos.quantity + received, self.precision)
+            if new_quantity > 0.0:
+                cost = pos.average_cost * pos.quantity + fill.price * received
+                pos.average_cost = cost / new_quantity
             pos.quantity = new_quantity
             pos.total_in_quantity += fill.quantity
             pos.total_in_amount += amount
             pos.total_in_fee += fill.fee
-            self.cash -= amount + fill.fee
+            self.cash -= amount + fill.cash_fee
             return fill
-        realized = (fill.price - pos.average_cost) * fill.quantity
-        pos.quantity = round(pos.quantity - fill.quantity, self.precision)
+        # Coins the venue kept as its fee leave the position too, at its average cost.
+        realized = (fill.price - pos.average_cost) * (fill.quantity + fill.fee_base)
+        pos.quantity = round(pos.quantity - fill.quantity - fill.fee_base, self.precision)
         pos.total_out_quantity += fill.quantity
         pos.total_out_amount += amount
         pos.total_out_fee += fill.fee
@@ -57,7 +67,7 @@ class Ledger:
             # Flat again: the next buy starts a fresh average cost.
             pos.quantity = 0.0
             pos.average_cost = 0.0
-        self.cash += amount - fill.fee
+        self.cash += amount - fill.cash_fee
         self.realized_pnl += realized
         return fill.with_realized_pnl(realized)
 

@@ -2,8 +2,10 @@
 
 The engine's ledger keeps a single cash currency, the quote asset (USDT by
 default). Cash is that asset's balance; a position is the balance of a
-market's base asset; a fee charged in any other asset (the base asset, or BNB
-on Binance) is converted at that asset's price.
+market's base asset. A fee charged in the base asset (Binance takes a buy's
+commission out of the coins bought) is valued at the trade's price and comes
+out of the position, as at the venue; a fee in any other asset (BNB on
+Binance) is converted at that asset's price and counted against cash.
 """
 
 from __future__ import annotations
@@ -100,13 +102,18 @@ class FeeConverter:
         self._client = client
         self._rates: dict[tuple[str, str], tuple[int, float | None]] = {}
 
-    async def in_quote(self, trade: dict[str, Any], rules: MarketRules, now: int) -> float:
-        total = 0.0
+    async def in_quote(
+        self, trade: dict[str, Any], rules: MarketRules, now: int
+    ) -> tuple[float, float]:
+        """The trade's fees valued in the quote asset, and the part of them the venue took
+        in the base asset, in its units (it comes out of the position, not the cash)."""
+        total = base = 0.0
         for currency, cost in trade_fees(trade):
             if currency == rules.quote:
                 total += cost
             elif currency == rules.base:
                 total += cost * float(trade["price"])
+                base += cost
             else:
                 rate = await self._rate(currency, rules.quote, now)
                 if rate is None:
@@ -120,7 +127,7 @@ class FeeConverter:
                     )
                 else:
                     total += cost * rate
-        return total
+        return total, base
 
     async def _rate(self, currency: str, quote: str, now: int) -> float | None:
         cached = self._rates.get((currency, quote))

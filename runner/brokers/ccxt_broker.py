@@ -503,9 +503,13 @@ class CcxtBroker:
                 continue
             tracked.trade_ids.add(str(trade_id))
             tracked.reported += amount
-            fee = await self._fees.in_quote(trade, tracked.rules, self._now)
-            exchange_id = self._settings.exchange_id
-            events.append(make_fill(tracked, trade, fee=fee, time=time, exchange_id=exchange_id))
+            fee, fee_base = await self._fees.in_quote(trade, tracked.rules, self._now)
+            events.append(
+                make_fill(
+                    tracked, trade, fee=fee, fee_base=fee_base, time=time,
+                    exchange_id=self._settings.exchange_id,
+                )
+            )  # fmt: skip
         return events
 
     # -- the account ---------------------------------------------------------------------

@@ -85,7 +85,13 @@ def trade_fees(trade: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def make_fill(
-    tracked: Tracked, trade: dict[str, Any], *, fee: float, time: int, exchange_id: str
+    tracked: Tracked,
+    trade: dict[str, Any],
+    *,
+    fee: float,
+    fee_base: float,
+    time: int,
+    exchange_id: str,
 ) -> Fill:
     order = tracked.order
     return Fill(
@@ -97,6 +103,7 @@ def make_fill(
         price=float(trade["price"]),
         fee=fee,
         time=time,
+        fee_base=fee_base,
     )
 
 

@@ -544,13 +544,17 @@ async def test_partial_fills_accumulate_to_the_right_position_and_cash(
         apply(book, await broker.on_bar(bar(4)))
     assert resting.status is OrderStatus.FILLED
     assert [f.quantity for f in book.fills] == [0.1, 0.05, 0.15]
-    assert book.ledger.quantity("BTCUSDT") == 0.3
-    # Cash: the venue's USDT, less the commissions it took in BTC, valued in USDT.
-    usdt = server.balance("USDT")[0]
+    # Binance took each buy's commission out of the BTC bought: the book holds what the
+    # venue holds, and its cash is the venue's USDT, which paid no fee.
+    commission = sum(t.commission for t in server.trades)
+    assert commission == Decimal("0.0003")
+    assert [f.fee_base for f in book.fills] == pytest.approx([0.0001, 0.00005, 0.00015])
+    btc, usdt = server.balance("BTC")[0], server.balance("USDT")[0]
+    assert btc == Decimal("0.3") - commission
+    assert book.ledger.quantity("BTCUSDT") == pytest.approx(float(btc))
     assert usdt == Decimal("10000") - Decimal("0.3") * 99
-    fees = sum(t.commission for t in server.trades) * 99
-    assert book.ledger.cash == pytest.approx(float(usdt - fees))
-    assert book.ledger.total_fees == pytest.approx(float(fees))
+    assert book.ledger.cash == pytest.approx(float(usdt))
+    assert book.ledger.total_fees == pytest.approx(float(commission * 99))
 
 
 async def test_market_order_cut_short_by_liquidity_ends_cancelled_with_its_fills(
@@ -639,7 +643,16 @@ async def test_secrets_never_reach_logs_or_exceptions(
 _FILLED = re.compile(r"filled\s+(BUY|SELL) ([\d.]+) BTCUSDT @ ([\d.]+) fee ([\d.e-]+)")
 
 
-def test_kubetrade_run_trades_on_binance_paper_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "commission_asset",
+    # Binance's default takes a buy's commission from the BTC bought and a sell's from the
+    # USDT received; with BNB held (and the option on) it takes BNB instead.
+    [None, "BNB"],
+    ids=["fees-in-the-asset-received", "fees-in-bnb"],
+)
+def test_kubetrade_run_trades_on_binance_paper_end_to_end(
+    tmp_path: Path, commission_asset: str | None
+) -> None:
     closes = [100.0] * 6 + [101, 103, 105, 107, 104, 100, 96, 92, 95, 99, 104, 108, 110]
     bars = write_bars(tmp_path / "bars.csv", "BTCUSDT", flat_rows(closes))
     with BinanceTradingServer(
@@ -647,7 +660,7 @@ def test_kubetrade_run_trades_on_binance_paper_end_to_end(tmp_path: Path) -> Non
         api_secret=SECRET,
         markets=markets(),
         balances={"USDT": "10000", "BNB": "1"},
-        commission_asset="BNB",  # fees in BNB, converted to USDT by the broker
+        commission_asset=commission_asset,
     ) as server:
         session = tmp_path / "session.yaml"
         session.write_text(
@@ -692,23 +705,34 @@ spec:
     assert [(s, float(q), float(p)) for s, q, p, _ in printed] == [
         (t.order.side, float(t.quantity), float(t.price)) for t in trades
     ]
-    for (_, _, _, fee), trade in zip(printed, trades, strict=True):
-        assert float(fee) == pytest.approx(float(trade.commission * 500), rel=1e-3)
+    # The fee each fill reports, in USDT: BNB at 500, BTC at the trade's price.
+    rates = {"BNB": Decimal(500), "USDT": Decimal(1)}
+    fees = [t.commission * rates.get(t.commission_asset, t.price) for t in trades]
+    for (_, _, _, fee), expected in zip(printed, fees, strict=True):
+        assert float(fee) == pytest.approx(float(expected), rel=1e-3)
     ids = [r.params["newClientOrderId"] for r in server.order_requests]
     assert len(ids) == len(set(ids)) == len(trades)
     assert all(re.fullmatch(r"kt[0-9a-f]{8}-1-\d+", i) for i in ids)
     summary = json.loads(out.read_text())
+    # Every sell of the whole position went through: the book's position is what the venue
+    # holds, commissions taken in BTC included.
     assert summary["fills"] == len(trades) and summary["rejected"] == 0
-    # The position the book ended with is the venue's BTC balance.
+    sides = [t.order.side for t in trades]
+    assert sides.count("SELL") >= 1
     bought = sum(t.quantity for t in trades if t.order.side == "BUY")
     sold = sum(t.quantity for t in trades if t.order.side == "SELL")
-    assert btc == bought - sold
+    kept = sum(t.commission for t in trades if t.commission_asset == "BTC")
+    assert (kept > 0) is (commission_asset is None)
+    assert btc == bought - sold - kept
     # The book's equity is the venue's quote cash plus the session's symbols at the last
     # close; the BNB that pays the fees is not one of the session's symbols.
     last_close = Decimal(str(closes[-1]))
     venue_equity = usdt + btc * last_close
-    assert bnb < 1  # the fees were taken from it
-    # Fees paid in BNB are a cost of the session all the same: the book charges them
-    # (converted at 500 USDT per BNB) against its cash.
-    fees = sum(trade.commission * 500 for trade in trades)
-    assert summary["equity"] == pytest.approx(float(venue_equity - fees), abs=1e-6)
+    if commission_asset == "BNB":
+        assert bnb < 1  # the fees were taken from it
+        # Fees paid in BNB are a cost of the session all the same: the book charges them
+        # (converted at 500 USDT per BNB) against its cash.
+        assert summary["equity"] == pytest.approx(float(venue_equity - sum(fees)), abs=1e-6)
+    else:
+        assert bnb == 1  # untouched: the venue took BTC and USDT, which the book counts
+        assert summary["equity"] == pytest.approx(float(venue_equity), abs=1e-6)

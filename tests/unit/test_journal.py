@@ -143,3 +143,37 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(JournalError, match="schema version 99"):
         Journal.open(path, session="s")
+
+
+def test_a_fee_taken_in_coins_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    j = Journal.open(path, session="s")
+    with j.transaction():
+        j.fill(Fill("f1", "a", "BTC", Side.BUY, 1.0, 100.0, 0.1, T0, fee_base=0.001))
+    j.close()
+    j2 = Journal.open(path, session="s")
+    assert [(f.fee, f.fee_base) for f in j2.snapshot().fills] == [(0.1, 0.001)]
+    j2.close()
+
+
+def test_a_version_3_journal_is_migrated_and_its_fills_paid_cash(tmp_path: Path) -> None:
+    # A journal written before fills knew fee_base: the column is added, its fills read 0.
+    path = tmp_path / "journal.db"
+    Journal.open(path, session="s").close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE fills DROP COLUMN fee_base")
+    db.execute(
+        "INSERT INTO fills VALUES ('f1', 1, 'a', 'BTC', 'BUY', 1.0, 100.0, 0.1, ?, 0.0)", (T0,)
+    )
+    db.execute("PRAGMA user_version=3")
+    db.commit()
+    db.close()
+    j = Journal.open(path, session="s")
+    [old] = j.snapshot().fills
+    assert (old.fill_id, old.fee, old.fee_base) == ("f1", 0.1, 0.0)
+    with j.transaction():
+        j.fill(Fill("f2", "a", "BTC", Side.BUY, 1.0, 100.0, 0.1, T0 + 1, fee_base=0.001))
+    assert [f.fee_base for f in j.snapshot().fills] == [0.0, 0.001]
+    j.close()
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == 4
