@@ -164,7 +164,7 @@ class LiveFeed:
                     bars = await self._unless_closing(work)
                     break
                 except TransientError as exc:
-                    await self._pause(backoff, str(exc))
+                    await self._pause(backoff, str(exc), at_least=exc.retry_after)
         except _Closing:
             return []
         if bars:
@@ -194,13 +194,13 @@ class LiveFeed:
                 await self._unless_closing(self.venue.check())
                 break
             except TransientError as exc:
-                await self._pause(backoff, str(exc))
+                await self._pause(backoff, str(exc), at_least=exc.retry_after)
         opened = 0
         while not self._closing.is_set():
             try:
                 ws, decode = await self._unless_closing(self.venue.connect())
             except TransientError as exc:
-                await self._pause(backoff, str(exc))
+                await self._pause(backoff, str(exc), at_least=exc.retry_after)
                 continue
             if opened:
                 self.health.reconnects += 1
@@ -209,13 +209,14 @@ class LiveFeed:
             self.health.connected = True
             watchdog = self._watch(ws)
             reason = "the server closed the connection"
+            retry_after: float | None = None
             try:
                 async for bar in self._read(ws, decode, backoff):
                     yield bar
             except ConnectionClosed as exc:
                 reason = describe(exc)
             except TransientError as exc:
-                reason = str(exc)
+                reason, retry_after = str(exc), exc.retry_after
             finally:
                 self.health.connected = False
                 self._ws = None
@@ -226,7 +227,7 @@ class LiveFeed:
                 return
             if self._stalled:
                 reason = f"stalled: no data for {self.timeouts.idle:g}s"
-            await self._pause(backoff, reason)
+            await self._pause(backoff, reason, at_least=retry_after)
 
     async def _read(
         self, ws: ClientConnection, decode: Decoder, backoff: Backoff
@@ -278,8 +279,9 @@ class LiveFeed:
 
     # -- waiting, interruptible by close() ---------------------------------------------
 
-    async def _pause(self, backoff: Backoff, reason: str) -> None:
-        """Wait before the next attempt, or give up with a MarketDataError."""
+    async def _pause(self, backoff: Backoff, reason: str, *, at_least: float | None = None) -> None:
+        """Wait before the next attempt, or give up with a MarketDataError. ``at_least``:
+        the venue's own Retry-After, which the wait never undercuts."""
         self.health.last_error = reason
         delay = backoff.failed()
         if delay is None:
@@ -288,6 +290,8 @@ class LiveFeed:
                 f" reconnection attempt(s) (spec.marketData.config.maxRetries ="
                 f" {self.policy.max_retries}); last error: {reason}"
             )
+        if at_least is not None and at_least > delay:
+            delay = at_least
         log.warning(
             "%s market data: %s; retrying in %.2fs (attempt %d of %d)",
             self.venue.name,

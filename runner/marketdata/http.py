@@ -1,7 +1,8 @@
 """JSON over HTTP for the venues' REST APIs, with failures sorted into retry or give up.
 
 Network errors, timeouts, rate limits (429, 418) and server errors (5xx) are
-TransientError: the caller pauses and tries again. Any other refusal is a
+TransientError: the caller pauses and tries again, never sooner than the
+venue's Retry-After header asks. Any other refusal is a
 RejectedRequest carrying the status and the venue's JSON body, for the venue
 adapter to turn into a MarketDataError that names the cause (an unknown symbol,
 a bad key). Messages name the request by its path only: query strings and
@@ -10,8 +11,10 @@ headers, where keys may travel, never reach an exception or a log.
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -48,6 +51,7 @@ async def get_json(
         async with session.get(url, params=params, headers=headers) as response:
             text = await response.text()
             status = response.status
+            retry_after = _retry_after(response.headers.get("Retry-After"))
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         # str(exc) of aiohttp errors can include the full URL; keep only the kind.
         raise TransientError(f"{venue} REST {path}: {type(exc).__name__}") from None
@@ -60,5 +64,24 @@ async def get_json(
     if 200 <= status < 300:
         return body
     if status in _RETRY_STATUSES or status >= 500:
-        raise TransientError(f"{venue} REST {path}: HTTP {status}")
+        wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+        raise TransientError(f"{venue} REST {path}: HTTP {status}{wait}", retry_after=retry_after)
     raise RejectedRequest(status, body, path)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: delay-seconds or an HTTP date; None if absent
+    or unreadable (then the usual backoff applies)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -83,5 +83,12 @@ class TransientError(Exception):
     """A failure worth retrying after a pause: network trouble, a venue busy or restarting.
 
     Anything else a feed raises is permanent (a MarketDataError) and ends the stream.
-    The message never contains a secret.
+    The message never contains a secret. ``retry_after`` is how long the venue asked us
+    to stay away (its Retry-After header), in seconds: the pause is at least that long,
+    since a venue that rate-limits bans clients that come back early (Binance: 429, then
+    an IP ban with 418).
     """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

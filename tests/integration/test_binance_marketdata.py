@@ -184,6 +184,26 @@ async def test_every_bar_once_when_backfill_requests_fail_for_a_while(
     assert feed.health.reconnects >= 2
 
 
+async def test_a_rate_limited_backfill_waits_as_long_as_retry_after_says(
+    provider: Callable[..., LiveFeed],
+) -> None:
+    # Binance answers 429 with Retry-After and bans clients that come back sooner (418).
+    # The test's backoff is a few milliseconds: only the header can make the feed wait.
+    faults = [[Fault("drop", 3)]]
+    async with running(BinanceMarket(symbols=SYMBOLS, faults=faults)) as market:
+        feed = provider(market)
+        history = await warm(feed)
+        market.fail_requests(1, status=429, retry_after=1)
+        before = len(market.request_times)
+        got = await take(feed, per_symbol=20)
+        await feed.close()
+    refused, retried = market.request_times[before : before + 2]
+    assert retried - refused >= 0.95
+    assert "HTTP 429 (Retry-After 1s)" in (feed.health.last_error or "")
+    for symbol in SYMBOLS:
+        assert got[symbol] == following(market, symbol, history[symbol][-1].time, len(got[symbol]))
+
+
 async def test_pings_are_answered(provider: Callable[..., LiveFeed]) -> None:
     # The server pings every 0.4 s and drops a client whose pong is late; our own
     # keepalive and idle watchdog are off, so only the answers keep the line up.

@@ -27,7 +27,7 @@ run clean). Each fault strikes once that connection has been sent `after` steps:
 
 `lifetime` closes every connection after that many steps, the pattern of a
 venue that limits connection age. `fail_requests(n)` makes the next n REST
-requests answer 503.
+requests answer 503 (or another status, with a Retry-After header if asked).
 
 Run one as a process (prints its URLs as one JSON line, serves until SIGTERM):
 
@@ -43,6 +43,7 @@ import json
 import random
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -162,7 +163,8 @@ class SimMarket:
             for i, s in enumerate(self.symbols)
         }
         self._stepped = asyncio.Condition()
-        self._failing: list[int] = []
+        self._failing: list[tuple[int, int | None]] = []  # (status, Retry-After seconds)
+        self.request_times: list[float] = []  # monotonic time of every REST request
         self._runner: web.AppRunner | None = None
         self._clock: asyncio.Task[None] | None = None
         self.port = 0
@@ -221,9 +223,10 @@ class SimMarket:
         async with self._stepped:
             self._stepped.notify_all()
 
-    def fail_requests(self, count: int, status: int = 503) -> None:
-        """Answer the next `count` REST requests with `status`."""
-        self._failing.extend([status] * count)
+    def fail_requests(self, count: int, status: int = 503, retry_after: int | None = None) -> None:
+        """Answer the next `count` REST requests with `status` (and a Retry-After header
+        of `retry_after` seconds, as Binance sends with 429 and 418)."""
+        self._failing.extend([(status, retry_after)] * count)
 
     async def _tick(self, period: float) -> None:
         if period > 0:
@@ -376,8 +379,11 @@ class SimMarket:
     ) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             self.requests += 1
+            self.request_times.append(time.monotonic())
             if self._failing:
-                return web.json_response({"error": "injected"}, status=self._failing.pop(0))
+                status, retry_after = self._failing.pop(0)
+                headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+                return web.json_response({"error": "injected"}, status=status, headers=headers)
         response: web.StreamResponse = await handler(request)
         return response
 
