@@ -44,7 +44,6 @@ from wasmtime import (
 
 from kubetrade.runner.strategy import abi, fastcall
 from kubetrade.runner.strategy.api import DISPATCH, RESPONSES, HostApi
-from kubetrade.runner.strategy.scratch import Scratch
 from kubetrade.runner.strategy.wasi import SIGNATURES, WasiHost
 
 if TYPE_CHECKING:
@@ -131,10 +130,7 @@ class HostSide:
     def __init__(self, api: HostApi, wasi: WasiHost) -> None:
         self.api: HostApi | None = api
         self.wasi = wasi
-        # Where responses go first (WasmStrategy allocates the block once it has loaded).
-        self.scratch = Scratch()
-        # Pointers the host malloc'd for host-function responses during the current export
-        # call (those that did not fit the scratch block).
+        # Pointers the host malloc'd for host-function responses during the current export call.
         self.responses: list[int] = []
 
     def server(self, name: str) -> Callable[[GuestAccess, int, int], int]:
@@ -143,7 +139,7 @@ class HostSide:
         response_type = RESPONSES[name]
         handler: Callable[[Any], Message] | None = getattr(self.api, method, None)
         parse = request_type.FromString
-        responses, scratch = self.responses, self.scratch
+        responses = self.responses
 
         def serve(guest: GuestAccess, ptr: int, length: int) -> int:
             try:
@@ -158,12 +154,10 @@ class HostSide:
                 data = response.SerializeToString()
                 if not data:
                     return 0  # an empty message: the guest reads (0, 0) as empty bytes
-                out = scratch.take(len(data))
+                out = guest.malloc(len(data))
                 if not out:
-                    out = guest.malloc(len(data))
-                    if not out:
-                        raise MemoryError(f"guest malloc({len(data)}) returned 0")
-                    responses.append(out)  # before writing, so it is freed even if that fails
+                    raise MemoryError(f"guest malloc({len(data)}) returned 0")
+                responses.append(out)  # before writing, so it is freed even if that fails
                 guest.write(out, data)
                 return (out << 32) | len(data)
             except BaseException as exc:

@@ -14,10 +14,9 @@ Calls cross the boundary on one of two paths (``guest``): the fast path
 through wasmtime's unchecked C API (``fastcall``, the default) or wasmtime-py's
 stock calls. Choose with ``WasmStrategy(fast=...)`` or the environment
 variable ``KUBETRADE_WASM_PATH=fast|stock``; both give the same results.
-Requests and host-function responses travel through one block of guest
-memory malloc'd when the module loads (``scratch``), so a bar costs no
-malloc or free in the guest; bars are packed straight into wire bytes
-(``bar_wire``).
+Export requests travel through one block of guest memory malloc'd when the
+module loads (``scratch``), so a bar costs no malloc or free in the guest;
+bars are packed straight into wire bytes (``bar_wire``).
 """
 
 from __future__ import annotations
@@ -66,7 +65,7 @@ from kubetrade.runner.strategy.guest import (
     trap_summary,
 )
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
-from kubetrade.runner.strategy.scratch import SCRATCH_BYTES
+from kubetrade.runner.strategy.scratch import SCRATCH_BYTES, Scratch
 from kubetrade.runner.strategy.version import check_engine_version
 from kubetrade.runner.strategy.wasi import BarClock, SeededRandom, WasiHost, session_seed
 
@@ -360,8 +359,8 @@ class WasmStrategy:
         it the clock reads the bar passed to ``process_data`` (0 before the first bar).
         ``random_seed`` seeds WASI random_get; the default derives it from the session
         name and the module. ``fast`` picks the call path (see the module docstring).
-        ``scratch_bytes`` sizes the block requests and responses reuse (``scratch``); 0
-        mallocs and frees every message, as the ABI's reference host does."""
+        ``scratch_bytes`` sizes the block every export request reuses (``scratch``); 0
+        mallocs and frees every request, as the ABI's reference host does."""
         self.session = session
         self.limits = limits
         self.fast = _fast_by_default(fast)
@@ -382,7 +381,7 @@ class WasmStrategy:
             outputs={1: self._stdout, 2: self._stderr},
         )
         self._host = HostSide(api, wasi)
-        self._scratch = self._host.scratch  # empty until the module has loaded
+        self._scratch = Scratch()  # empty until the module has loaded
         self._store = store = Store(engine)
         store.set_limits(memory_size=limits.max_memory_bytes)
         store.set_wasi(WasiConfig())  # no preopens, no env, no args, no stdin
@@ -499,20 +498,18 @@ class WasmStrategy:
         """
         if self._closed or self._exit_code is not None:
             raise StrategyError(self._unusable(export), call=export, trapped=False)
-        calls, scratch = self._calls, self._scratch
+        calls = self._calls
         if self._armed_at != _ticks:
             self._arm()
         request_ptr = result_ptr = malloced = 0
         try:
             if payload:
-                request_ptr = scratch.restart(len(payload))
+                request_ptr = self._scratch.place(len(payload))
                 if not request_ptr:
                     request_ptr = malloced = calls.malloc(len(payload))
                     if not request_ptr:
                         raise IndexError(f"the strategy's malloc({len(payload)}) returned 0")
                 calls.write(request_ptr, payload)
-            else:
-                scratch.reset()
             packed = calls.exports[export](request_ptr, len(payload))
             result_ptr = packed >> 32
             # (0, 0), an empty message, is what process_data returns on almost every bar.
@@ -552,7 +549,7 @@ class WasmStrategy:
         response out while unmarshalling (strings included) before the export returns, so
         nothing can still point at them. A buffer may appear twice (a guest returning a host
         response as its own result), hence the set. A result inside the scratch block (a
-        guest returning its request or a response) is the block's, never freed on its own.
+        guest returning its own request) is the block's, never freed on its own.
         """
         responses = self._host.responses
         if self._scratch.holds(result_ptr):

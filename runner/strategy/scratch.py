@@ -1,20 +1,22 @@
-"""A block of guest memory the host reuses for every request and host-function response.
+"""A block of guest memory the host reuses for the request of every export call.
 
 The plugin ABI moves each message through a buffer from the guest's ``malloc``:
-the host mallocs the request of every export call and frees it after the call,
-and mallocs the response of every host function, which go-plugin guests never
-free (the host frees those after the export returns). On a Go guest each
-``malloc`` and ``free`` is a call into the Go runtime, about a microsecond
-each: three of them on a plain bar, eight on a bar that places an order.
+the host mallocs the request of every export call, writes it, calls the
+export and frees the request after the call. On a Go guest ``malloc`` and
+``free`` are calls into the Go runtime, about a microsecond each, twice on
+every bar. So the host mallocs one block per instance when it loads and
+writes each request there instead. That keeps the ABI's lifetime: the export
+reads its request (go-plugin exports unmarshal it, copying, before anything
+else) and must not touch it once the call returned, when the host would have
+freed it; the block is rewritten only by the next export call. The block
+stays malloc'd, so the guest's allocator never hands it out, and a guest
+that returns a pointer into it as its result gets nothing freed. A request
+that does not fit takes the ABI's ordinary path: its own malloc and free.
 
-So the host mallocs one block per instance when it loads and hands out pieces
-of it instead, bump-allocated and reset at the start of every export call.
-That keeps the ABI's lifetimes: under it no guest may touch a request or a
-response after the export call that received it returned (the host frees them
-then), and a piece is reused only from the next export call on; within one
-call every piece is distinct. The block itself stays malloc'd, so a guest's
-allocator never hands it out. A message that does not fit takes the ABI's
-ordinary path: its own malloc, freed after the call.
+Host-function responses do not come here. A go-plugin guest never frees
+them, and a goroutine that outlives its export call may hold one it has not
+read yet (it resumes only in a later call): a block rewritten on every call
+would hand it another call's bytes. They keep their own malloc each.
 """
 
 from __future__ import annotations
@@ -22,39 +24,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-#: The default block: a bar's request and the responses of a busy bar fit many times over.
+#: The default block: a bar's request (about 70 bytes) fits with room for big configs.
 SCRATCH_BYTES: Final = 64 * 1024
-_ALIGN: Final = 8
 
 
 @dataclass(slots=True)
 class Scratch:
-    base: int = 0  # the block's guest address; 0: no block, every message is malloc'd
+    base: int = 0  # the block's guest address; 0: no block, every request is malloc'd
     capacity: int = 0
-    used: int = 0
 
-    def take(self, size: int) -> int:
-        """A guest address with ``size`` bytes free until the current export call returns,
-        or 0 when the block cannot hold them (then the caller mallocs)."""
-        start = self.used
-        end = start + size
-        if end > self.capacity:
-            return 0
-        self.used = (end + _ALIGN - 1) & -_ALIGN
-        return self.base + start
-
-    def restart(self, size: int) -> int:
-        """``reset()`` then ``take(size)``: a call's request, its first piece."""
-        if size > self.capacity:
-            self.used = 0
-            return 0
-        self.used = (size + _ALIGN - 1) & -_ALIGN
-        return self.base
+    def place(self, size: int) -> int:
+        """Where a request of ``size`` bytes goes: the block, or 0 if it does not fit."""
+        return self.base if size <= self.capacity else 0
 
     def holds(self, ptr: int) -> bool:
         """Whether ``ptr`` points into the block (such a pointer is never freed)."""
         return self.base <= ptr < self.base + self.capacity
-
-    def reset(self) -> None:
-        """A new export call: the previous call's pieces are free again."""
-        self.used = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -66,3 +67,9 @@ def test_pnl_less_fees_always_equals_the_change_in_equity() -> None:
         equity = ledger.cash + ledger.market_value(marks)
         pnl = ledger.realized_pnl + ledger.unrealized_pnl(marks) - ledger.total_fees
         assert pnl == pytest.approx(equity - 100_000.0, abs=1e-6)
+
+
+def test_with_realized_pnl_copies_every_other_field() -> None:
+    # Built positionally for speed: a field added to Fill must not be dropped or shifted.
+    original = Fill("f", "o", "BTCUSDT", Side.SELL, 1.5, 100.0, 0.15, T0, 0.001, 0.0)
+    assert original.with_realized_pnl(7.5) == replace(original, realized_pnl=7.5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -453,27 +454,25 @@ def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> N
     assert strategy._memory.size(strategy._store) == pages
 
 
-def test_requests_and_responses_reuse_one_scratch_block(api: RecordingApi) -> None:
-    # By default the host mallocs one block when the module loads and puts every request and
-    # response there: no malloc or free per bar, and the guest reads the same bytes.
+def test_requests_reuse_one_scratch_block_and_responses_are_freed(api: RecordingApi) -> None:
+    # By default the host mallocs one block when the module loads and writes every export's
+    # request there; host-function responses keep their own malloc, freed after the call.
     wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     strategy = WasmStrategy(wasm, api)
-    pages = strategy._memory.size(strategy._store)
     for _ in range(200):
         strategy.process_data(BAR)
     assert guest_global(strategy, "seen") == 200 * 3 * len(POSITION.SerializeToString())
     assert api.requests("get_position") == [pb.GetPositionRequest(symbol="BTCUSDT")] * 600
-    assert guest_global(strategy, "mallocs") == 1
-    assert guest_global(strategy, "frees") == 0
-    assert strategy._memory.size(strategy._store) == pages
+    assert guest_global(strategy, "mallocs") == 1 + 600  # the block, then the responses
+    assert guest_global(strategy, "frees") == 600
+    assert guest_global(strategy, "outstanding") == 1  # the block
 
 
-def test_messages_too_big_for_the_scratch_block_are_malloced_and_freed(api: RecordingApi) -> None:
+def test_requests_too_big_for_the_scratch_block_are_malloced_and_freed(api: RecordingApi) -> None:
     wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
-    assert len(POSITION.SerializeToString()) > 16
-    strategy = WasmStrategy(wasm, api, scratch_bytes=16)
+    strategy = WasmStrategy(wasm, api, scratch_bytes=16)  # a bar's request takes ~70 bytes
     for _ in range(10):
         strategy.process_data(BAR)
     assert guest_global(strategy, "seen") == 10 * 3 * len(POSITION.SerializeToString())
@@ -483,18 +482,45 @@ def test_messages_too_big_for_the_scratch_block_are_malloced_and_freed(api: Reco
 
 
 def test_a_result_inside_the_scratch_block_is_never_freed(api: RecordingApi) -> None:
-    # The guest returns the host's response (which lives in the block) as its own result:
-    # the host reads it but must not free a piece of the block.
-    wasm = guest(
-        data={"key": pb.GetRequest(key="description").SerializeToString()},
-        bodies={"trading_strategy_get_description": "(call $get_cache {ptr:key} {len:key})"},
+    # The guest returns its own request (which lives in the block) as its result: the host
+    # reads it but must not free a piece of the block.
+    echo = (
+        "(i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32))"
+        " (i64.extend_i32_u (local.get $len)))"
     )
-    api.replies["get_cache"] = pb.GetResponse(value="from the block")
-    strategy = WasmStrategy(wasm, api)
+    strategy = WasmStrategy(guest(bodies={"trading_strategy_initialize": echo}), api)
     for _ in range(3):
-        assert strategy.description() == "from the block"
+        strategy.initialize('{"period": 14}')
     assert guest_global(strategy, "mallocs") == 1
     assert guest_global(strategy, "frees") == 0
+    assert guest_global(strategy, "last_freed") == -1
+
+
+def test_a_response_is_not_rewritten_by_later_calls(api: RecordingApi) -> None:
+    # A goroutine that outlives its export call may read a host response only when it
+    # resumes, in a later call (go-plugin guests never free responses). The host must not
+    # reuse a response's memory for another call's messages: here the guest keeps the first
+    # response's address and reads its third byte before and after the next bar's call.
+    third = "(i32.load8_u offset=2 (global.get $a))"
+    kept = "(i32.ne (global.get $a) (i32.const -1))"
+    body = (
+        f"(if {kept} (then (global.set $b {third})))"
+        "(local.set $r (call $get_cache {ptr:req} {len:req}))"
+        f"(if {kept} (then (global.set $c {third})))"
+        f"(if (i32.eqz {kept}) (then (global.set $a"
+        " (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32))))))"
+        "(i64.const 0)"
+    )
+    wasm = guest(
+        data={"req": pb.GetRequest(key="k").SerializeToString()},
+        bodies={"trading_strategy_process_data": body},
+    )
+    strategy = WasmStrategy(wasm, api)
+    api.replies["get_cache"] = pb.GetResponse(value="first")
+    strategy.process_data(BAR)
+    api.replies["get_cache"] = pb.GetResponse(value="second")
+    strategy.process_data(replace(BAR, time=BAR.time + 60_000))
+    assert (guest_global(strategy, "b"), guest_global(strategy, "c")) == (ord("f"), ord("f"))
 
 
 def test_a_malloc_that_answers_outside_memory_is_refused_at_load(api: RecordingApi) -> None:
