@@ -44,6 +44,7 @@ from wasmtime import (
 
 from kubetrade.runner.strategy import abi, fastcall
 from kubetrade.runner.strategy.api import DISPATCH, RESPONSES, HostApi
+from kubetrade.runner.strategy.scratch import ResponseArena
 from kubetrade.runner.strategy.wasi import SIGNATURES, WasiHost
 
 if TYPE_CHECKING:
@@ -127,10 +128,11 @@ class HostSide:
     back would keep the whole instance alive.
     """
 
-    def __init__(self, api: HostApi, wasi: WasiHost) -> None:
+    def __init__(self, api: HostApi, wasi: WasiHost, *, arena_bytes: int = 0) -> None:
         self.api: HostApi | None = api
         self.wasi = wasi
-        # Pointers the host malloc'd for host-function responses during the current export call.
+        self.arena = ResponseArena(arena_bytes)
+        # Responses that took their own malloc during the current export call (freed after).
         self.responses: list[int] = []
 
     def server(self, name: str) -> Callable[[GuestAccess, int, int], int]:
@@ -139,7 +141,7 @@ class HostSide:
         response_type = RESPONSES[name]
         handler: Callable[[Any], Message] | None = getattr(self.api, method, None)
         parse = request_type.FromString
-        responses = self.responses
+        responses, arena = self.responses, self.arena
 
         def serve(guest: GuestAccess, ptr: int, length: int) -> int:
             try:
@@ -154,10 +156,12 @@ class HostSide:
                 data = response.SerializeToString()
                 if not data:
                     return 0  # an empty message: the guest reads (0, 0) as empty bytes
-                out = guest.malloc(len(data))
+                out = arena.take(len(data), guest.malloc)
                 if not out:
-                    raise MemoryError(f"guest malloc({len(data)}) returned 0")
-                responses.append(out)  # before writing, so it is freed even if that fails
+                    out = guest.malloc(len(data))
+                    if not out:
+                        raise MemoryError(f"guest malloc({len(data)}) returned 0")
+                    responses.append(out)  # before writing, so it is freed even if that fails
                 guest.write(out, data)
                 return (out << 32) | len(data)
             except BaseException as exc:

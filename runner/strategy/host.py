@@ -15,8 +15,9 @@ through wasmtime's unchecked C API (``fastcall``, the default) or wasmtime-py's
 stock calls. Choose with ``WasmStrategy(fast=...)`` or the environment
 variable ``KUBETRADE_WASM_PATH=fast|stock``; both give the same results.
 Export requests travel through one block of guest memory malloc'd when the
-module loads (``scratch``), so a bar costs no malloc or free in the guest;
-bars are packed straight into wire bytes (``bar_wire``).
+module loads, and host-function responses through blocks filled front to back
+(``scratch``), so a bar costs no malloc or free in the guest; bars are packed
+straight into wire bytes (``bar_wire``).
 """
 
 from __future__ import annotations
@@ -359,8 +360,9 @@ class WasmStrategy:
         it the clock reads the bar passed to ``process_data`` (0 before the first bar).
         ``random_seed`` seeds WASI random_get; the default derives it from the session
         name and the module. ``fast`` picks the call path (see the module docstring).
-        ``scratch_bytes`` sizes the block every export request reuses (``scratch``); 0
-        mallocs and frees every request, as the ABI's reference host does."""
+        ``scratch_bytes`` sizes the block every export request reuses and the blocks
+        responses are packed into (``scratch``); 0 mallocs and frees every message, as
+        the ABI's reference host does (less its leak of responses)."""
         self.session = session
         self.limits = limits
         self.fast = _fast_by_default(fast)
@@ -380,7 +382,7 @@ class WasmStrategy:
             random=SeededRandom(random_seed or session_seed(session, digest)),
             outputs={1: self._stdout, 2: self._stderr},
         )
-        self._host = HostSide(api, wasi)
+        self._host = HostSide(api, wasi, arena_bytes=scratch_bytes)
         self._scratch = Scratch()  # empty until the module has loaded
         self._store = store = Store(engine)
         store.set_limits(memory_size=limits.max_memory_bytes)
@@ -521,7 +523,7 @@ class WasmStrategy:
                 f"{_where(export, bar)} passed a bad buffer: {exc}", call=export, trapped=False
             ) from exc
         finally:
-            if malloced or result_ptr or self._host.responses:
+            if malloced or result_ptr or self._host.responses or self._host.arena.retired:
                 self._release(malloced, result_ptr)
             elif self._stdout.written or self._stderr.written:  # nothing to free
                 self._stdout.take_first()
@@ -548,14 +550,17 @@ class WasmStrategy:
         Go allocator's map forever, a leak in a long session), and generated guests copy each
         response out while unmarshalling (strings included) before the export returns, so
         nothing can still point at them. A buffer may appear twice (a guest returning a host
-        response as its own result), hence the set. A result inside the scratch block (a
-        guest returning its own request) is the block's, never freed on its own.
+        response as its own result), hence the set. A result inside the request block or a
+        response block (a guest returning its request or a response) belongs to the block,
+        never freed on its own; response blocks that filled up during the call are freed.
         """
-        responses = self._host.responses
-        if self._scratch.holds(result_ptr):
+        responses, arena = self._host.responses, self._host.arena
+        if self._scratch.holds(result_ptr) or arena.holds(result_ptr):
             result_ptr = 0
-        if responses:
-            pointers: Collection[int] = {p for p in (request_ptr, result_ptr, *responses) if p}
+        if responses or arena.retired:
+            pointers: Collection[int] = {
+                p for p in (request_ptr, result_ptr, *responses, *arena.drain()) if p
+            }
             responses.clear()
         elif not result_ptr or result_ptr == request_ptr:  # the common case: no set to build
             pointers = (request_ptr,) if request_ptr else ()

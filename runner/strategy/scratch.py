@@ -1,4 +1,4 @@
-"""A block of guest memory the host reuses for the request of every export call.
+"""Guest memory the host reuses for requests and host-function responses.
 
 The plugin ABI moves each message through a buffer from the guest's ``malloc``:
 the host mallocs the request of every export call, writes it, calls the
@@ -13,15 +13,22 @@ stays malloc'd, so the guest's allocator never hands it out, and a guest
 that returns a pointer into it as its result gets nothing freed. A request
 that does not fit takes the ABI's ordinary path: its own malloc and free.
 
-Host-function responses do not come here. A go-plugin guest never frees
-them, and a goroutine that outlives its export call may hold one it has not
-read yet (it resumes only in a later call): a block rewritten on every call
-would hand it another call's bytes. They keep their own malloc each.
+Host-function responses need more care. A go-plugin guest never frees them,
+and a goroutine that outlives its export call may hold one it has not read
+yet (it resumes only in a later call): memory rewritten on every call could
+hand it another call's bytes. So responses go to a ``ResponseArena``: blocks
+filled front to back and never rewritten. A full block is replaced by a new
+one and freed after the export call; a goroutine still reading a response in
+it keeps it alive, since its slice points into that Go allocation, which is
+what protected such a goroutine when each response had its own malloc, freed
+after the call. The arena saves that malloc and free per response. A response
+bigger than a quarter block takes its own malloc, freed after the call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Final
 
 #: The default block: a bar's request (about 70 bytes) fits with room for big configs.
@@ -40,3 +47,40 @@ class Scratch:
     def holds(self, ptr: int) -> bool:
         """Whether ``ptr`` points into the block (such a pointer is never freed)."""
         return self.base <= ptr < self.base + self.capacity
+
+
+@dataclass(slots=True)
+class ResponseArena:
+    """Host-function responses, packed front to back into blocks that are never rewritten."""
+
+    block_bytes: int  # 0: no arena, every response takes its own malloc
+    block: int = 0  # the current block's guest address; 0: none yet
+    used: int = 0
+    retired: list[int] = field(default_factory=list)  # full blocks, to free after the call
+
+    def take(self, size: int, malloc: Callable[[int], int]) -> int:
+        """A guest address for a response of ``size`` bytes, or 0 if it should have its own
+        malloc. A full block is replaced by a new one."""
+        if size > self.block_bytes // 4:
+            return 0
+        if not self.block or self.used + size > self.block_bytes:
+            fresh = malloc(self.block_bytes)
+            if not fresh:
+                return 0  # the guest cannot spare a block: per-response mallocs report it
+            if self.block:
+                self.retired.append(self.block)
+            self.block, self.used = fresh, 0
+        out = self.block + self.used
+        self.used += (size + 7) & -8
+        return out
+
+    def holds(self, ptr: int) -> bool:
+        """Whether ``ptr`` points into a block (a guest may return a response as its result:
+        that pointer is never freed on its own)."""
+        size = self.block_bytes
+        return any(b <= ptr < b + size for b in (self.block, *self.retired) if b)
+
+    def drain(self) -> list[int]:
+        """The full blocks to free now that the export call has returned."""
+        retired, self.retired = self.retired, []
+        return retired

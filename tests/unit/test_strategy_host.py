@@ -454,9 +454,9 @@ def test_host_response_buffers_are_freed_after_each_call(api: RecordingApi) -> N
     assert strategy._memory.size(strategy._store) == pages
 
 
-def test_requests_reuse_one_scratch_block_and_responses_are_freed(api: RecordingApi) -> None:
+def test_requests_and_responses_reuse_guest_blocks(api: RecordingApi) -> None:
     # By default the host mallocs one block when the module loads and writes every export's
-    # request there; host-function responses keep their own malloc, freed after the call.
+    # request there, and packs responses into a block of their own: no malloc or free per bar.
     wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     strategy = WasmStrategy(wasm, api)
@@ -464,9 +464,23 @@ def test_requests_reuse_one_scratch_block_and_responses_are_freed(api: Recording
         strategy.process_data(BAR)
     assert guest_global(strategy, "seen") == 200 * 3 * len(POSITION.SerializeToString())
     assert api.requests("get_position") == [pb.GetPositionRequest(symbol="BTCUSDT")] * 600
-    assert guest_global(strategy, "mallocs") == 1 + 600  # the block, then the responses
-    assert guest_global(strategy, "frees") == 600
-    assert guest_global(strategy, "outstanding") == 1  # the block
+    assert guest_global(strategy, "mallocs") == 2  # the request block, one response block
+    assert guest_global(strategy, "frees") == 0
+
+
+def test_full_response_blocks_are_replaced_and_freed_after_the_call(api: RecordingApi) -> None:
+    wasm = three_positions_guest()
+    api.replies["get_position"] = POSITION
+    size = 256
+    per_block = size // ((len(POSITION.SerializeToString()) + 7) & -8)
+    strategy = WasmStrategy(wasm, api, scratch_bytes=size)
+    for _ in range(200):
+        strategy.process_data(BAR)
+    assert guest_global(strategy, "seen") == 200 * 3 * len(POSITION.SerializeToString())
+    blocks = -(-600 // per_block)
+    assert guest_global(strategy, "mallocs") == 1 + blocks
+    assert guest_global(strategy, "frees") == blocks - 1  # all but the one in use
+    assert guest_global(strategy, "outstanding") == 2
 
 
 def test_requests_too_big_for_the_scratch_block_are_malloced_and_freed(api: RecordingApi) -> None:
@@ -494,6 +508,20 @@ def test_a_result_inside_the_scratch_block_is_never_freed(api: RecordingApi) -> 
     assert guest_global(strategy, "mallocs") == 1
     assert guest_global(strategy, "frees") == 0
     assert guest_global(strategy, "last_freed") == -1
+
+
+def test_a_result_inside_a_response_block_is_never_freed(api: RecordingApi) -> None:
+    # The guest returns the host's response (which lives in a response block) as its result.
+    wasm = guest(
+        data={"key": pb.GetRequest(key="description").SerializeToString()},
+        bodies={"trading_strategy_get_description": "(call $get_cache {ptr:key} {len:key})"},
+    )
+    api.replies["get_cache"] = pb.GetResponse(value="from the block")
+    strategy = WasmStrategy(wasm, api)
+    for _ in range(3):
+        assert strategy.description() == "from the block"
+    assert guest_global(strategy, "mallocs") == 2
+    assert guest_global(strategy, "frees") == 0
 
 
 def test_a_response_is_not_rewritten_by_later_calls(api: RecordingApi) -> None:
