@@ -523,7 +523,7 @@ class WasmStrategy:
                 f"{_where(export, bar)} passed a bad buffer: {exc}", call=export, trapped=False
             ) from exc
         finally:
-            if malloced or result_ptr or self._host.responses or self._host.arena.retired:
+            if malloced or result_ptr or self._host.responses or self._host.arena.pending:
                 self._release(malloced, result_ptr)
             elif self._stdout.written or self._stderr.written:  # nothing to free
                 self._stdout.take_first()
@@ -546,18 +546,18 @@ class WasmStrategy:
         """Free this call's buffers in the guest, then forward its output.
 
         Besides the request and the result, this frees the responses the host malloc'd for
-        host functions during the call: go-plugin guests never free those (they stay in the
-        Go allocator's map forever, a leak in a long session), and generated guests copy each
-        response out while unmarshalling (strings included) before the export returns, so
-        nothing can still point at them. A buffer may appear twice (a guest returning a host
-        response as its own result), hence the set. A result inside the request block or a
-        response block (a guest returning its request or a response) belongs to the block,
-        never freed on its own; response blocks that filled up during the call are freed.
+        host functions during the call, and response blocks that filled up a call earlier:
+        go-plugin guests never free responses (they would stay in the Go allocator's map
+        forever, a leak in a long session). A guest still reading one (a goroutine parked
+        across calls) holds a Go slice into it, which keeps the allocation alive once freed
+        (see ``scratch``). A buffer may appear twice (a guest returning a host response as
+        its own result), hence the set. A result inside the request block or a response
+        block belongs to the block and is never freed on its own.
         """
         responses, arena = self._host.responses, self._host.arena
         if self._scratch.holds(result_ptr) or arena.holds(result_ptr):
             result_ptr = 0
-        if responses or arena.retired:
+        if responses or arena.pending:
             pointers: Collection[int] = {
                 p for p in (request_ptr, result_ptr, *responses, *arena.drain()) if p
             }

@@ -30,6 +30,7 @@ from kubetrade.runner.strategy import (
 )
 from kubetrade.runner.strategy.abi import HOST_FUNCTIONS
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+from kubetrade.runner.strategy.scratch import SCRATCH_BYTES, ResponseArena, Scratch
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping
@@ -460,10 +461,12 @@ def test_requests_and_responses_reuse_guest_blocks(api: RecordingApi) -> None:
     wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     strategy = WasmStrategy(wasm, api)
-    for _ in range(200):
+    bars = 100  # 300 responses fit in one block
+    assert bars * 3 * ((len(POSITION.SerializeToString()) + 7) & -8) < SCRATCH_BYTES - 8
+    for _ in range(bars):
         strategy.process_data(BAR)
-    assert guest_global(strategy, "seen") == 200 * 3 * len(POSITION.SerializeToString())
-    assert api.requests("get_position") == [pb.GetPositionRequest(symbol="BTCUSDT")] * 600
+    assert guest_global(strategy, "seen") == bars * 3 * len(POSITION.SerializeToString())
+    assert api.requests("get_position") == [pb.GetPositionRequest(symbol="BTCUSDT")] * 300
     assert guest_global(strategy, "mallocs") == 2  # the request block, one response block
     assert guest_global(strategy, "frees") == 0
 
@@ -472,15 +475,28 @@ def test_full_response_blocks_are_replaced_and_freed_after_the_call(api: Recordi
     wasm = three_positions_guest()
     api.replies["get_position"] = POSITION
     size = 256
-    per_block = size // ((len(POSITION.SerializeToString()) + 7) & -8)
+    per_block = (size - 8) // ((len(POSITION.SerializeToString()) + 7) & -8)
     strategy = WasmStrategy(wasm, api, scratch_bytes=size)
     for _ in range(200):
         strategy.process_data(BAR)
     assert guest_global(strategy, "seen") == 200 * 3 * len(POSITION.SerializeToString())
     blocks = -(-600 // per_block)
     assert guest_global(strategy, "mallocs") == 1 + blocks
-    assert guest_global(strategy, "frees") == blocks - 1  # all but the one in use
-    assert guest_global(strategy, "outstanding") == 2
+    # Freed one call after they filled up: all but the one in use and any filled last call.
+    waiting = len(strategy._host.arena.aging)
+    assert guest_global(strategy, "frees") == blocks - 1 - waiting
+    assert guest_global(strategy, "outstanding") == 2 + waiting
+
+
+def test_no_message_sits_at_a_blocks_own_address() -> None:
+    # A guest that frees what it receives must never be able to free a whole block.
+    blocks = iter([1_000, 5_000])
+    arena = ResponseArena(64)
+    taken = [arena.take(8, lambda size: next(blocks)) for _ in range(8)]
+    assert 1_000 not in taken and 5_000 not in taken
+    assert arena.retired == [1_000]
+    request = Scratch(base=9_000, capacity=128)
+    assert request.place(100) not in (0, 9_000) and request.place(121) == 0
 
 
 def test_requests_too_big_for_the_scratch_block_are_malloced_and_freed(api: RecordingApi) -> None:
@@ -554,7 +570,9 @@ def test_a_response_is_not_rewritten_by_later_calls(api: RecordingApi) -> None:
 def test_a_malloc_that_answers_outside_memory_is_refused_at_load(api: RecordingApi) -> None:
     # ("( export" survives omit=, which drops the stock malloc's export.)
     broken = '(func ( export "malloc") (param i32) (result i32) (i32.const 0x7fff0000))'
-    with pytest.raises(StrategyLoadError, match=r"malloc\(65536\) returned 2147418112, but"):
+    with pytest.raises(
+        StrategyLoadError, match=rf"malloc\({SCRATCH_BYTES}\) returned 2147418112, but"
+    ):
         WasmStrategy(guest(omit=("malloc",), extra=broken), api)
 
 
