@@ -17,7 +17,7 @@ Why this is sound (the C API leaves these to the embedder):
 
 * Types. "Unchecked" means wasmtime trusts the slots to match the function's
   type. Every export called here has had its exact signature checked when the
-  module was compiled (``host._compile``), and each call helper below is made
+  module was compiled (``modules.compile_checked``), and each call helper below is made
   for one signature. For host functions wasmtime itself checks, at link time,
   that the guest's import has the type the function was defined with, so a
   callback reads exactly the parameters its type declares.

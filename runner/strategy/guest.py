@@ -207,13 +207,13 @@ class CallPath(Protocol):
 
 def _export(store: Store, instance: Instance, name: str) -> Func:
     func = instance.exports(store)[name]
-    assert isinstance(func, Func)  # signatures checked by host._compile
+    assert isinstance(func, Func)  # signatures checked by modules.compile_checked
     return func
 
 
 def _memory(store: Store, instance: Instance) -> Memory:
     memory = instance.exports(store)[abi.MEMORY]
-    assert isinstance(memory, Memory)  # checked by host._compile
+    assert isinstance(memory, Memory)  # checked by modules.compile_checked
     return memory
 
 

@@ -5,10 +5,11 @@ session. Calls are synchronous; call a strategy from one thread at a time.
 
 Sandbox: WASI preview 1 with no preopened directories, no environment, no
 arguments and an empty stdin; the guest's stdout and stderr forwarded to
-logging (logger "kubetrade.strategy"); clocks that return bar time, sleeps
-that advance it, and randomness seeded from the session (``wasi``); linear
-memory capped by ``Store.set_limits``; every export call bounded by epoch
-interruption, driven by one process-wide ticker thread.
+logging (``output``); clocks that return bar time, sleeps that advance it,
+and randomness seeded from the session (``wasi``); linear memory capped by
+``Store.set_limits``; every export call bounded by epoch interruption, driven
+by one process-wide ticker thread. Modules are compiled, checked and cached
+once per process (``modules``).
 
 Calls cross the boundary on one of two paths (``guest``): the fast path
 through wasmtime's unchecked C API (``fastcall``, the default) or wasmtime-py's
@@ -23,27 +24,19 @@ straight into wire bytes (``bar_wire``).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import logging
 import math
 import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 from wasmtime import (
-    Config,
-    Engine,
     ExitTrap,
-    FuncType,
     Instance,
     Linker,
     Memory,
-    MemoryType,
-    Module,
     Store,
     Trap,
     WasiConfig,
@@ -51,11 +44,10 @@ from wasmtime import (
 )
 
 from kubetrade.runner.domain import Bar, format_ms
-from kubetrade.runner.strategy import abi, bar_wire
-from kubetrade.runner.strategy.api import DISPATCH, HostApi
+from kubetrade.runner.strategy import abi, bar_wire, modules
+from kubetrade.runner.strategy.api import HostApi
+from kubetrade.runner.strategy.errors import StrategyError, StrategyLoadError
 from kubetrade.runner.strategy.guest import (
-    HOST_TYPE,
-    WASI_MODULE,
     CallPath,
     FastPath,
     GuestCalls,
@@ -65,6 +57,7 @@ from kubetrade.runner.strategy.guest import (
     is_interrupt,
     trap_summary,
 )
+from kubetrade.runner.strategy.output import GuestOutput
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 from kubetrade.runner.strategy.scratch import SCRATCH_BYTES, Scratch
 from kubetrade.runner.strategy.version import check_engine_version
@@ -79,240 +72,15 @@ logger = logging.getLogger("kubetrade.strategy")
 M = TypeVar("M", bound=Message)
 
 _MIB: Final = 1024 * 1024
-_TICK_S: Final = 0.01  # epoch period: the timeout's resolution
 _LENGTH: Final = abi.ERROR_BIT - 1  # a packed result's length bits
-_MAX_LINE: Final = 16 * 1024  # a guest writing without newlines is forwarded in chunks of this
-_BUILD_HINT: Final = (
-    "build the strategy with `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared` "
-    f"against the argo-trading plugin SDK (ABI version {abi.API_VERSION})"
-)
 
-
-class StrategyError(Exception):
-    """The strategy returned an error string or trapped during one call."""
-
-    def __init__(
-        self, message: str, *, call: str, trapped: bool, host_function: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.call = call  # the export that failed, e.g. "trading_strategy_process_data"
-        self.trapped = trapped  # False: the strategy returned an error string
-        self.host_function = host_function  # set when a host function's failure caused the trap
-
-
-class StrategyLoadError(Exception):
-    """The module cannot be used: invalid, wrong ABI version, missing exports, or its
-    start (``_initialize``) trapped. The message says what is wrong and how to fix it."""
+__all__ = ["SandboxLimits", "StrategyError", "StrategyLoadError", "WasmStrategy"]
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     max_memory_bytes: int = 256 * _MIB
     call_timeout_s: float = 5.0
-
-
-# -- the shared engine -----------------------------------------------------------------------
-
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def _shared_engine() -> Engine:
-    """One engine per process: compiled code is shared and one ticker drives every deadline."""
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            config = Config()
-            config.epoch_interruption = True  # deadlines are per store, set before each call
-            _engine = Engine(config)
-            threading.Thread(
-                target=_tick, args=(_engine,), name="kubetrade-wasm-epoch", daemon=True
-            ).start()
-        return _engine
-
-
-#: Epoch ticks so far, as Python sees them: a call within the tick of the previous call
-#: keeps that call's deadline instead of setting it again (see WasmStrategy._arm).
-_ticks = 0
-
-
-def _tick(engine: Engine) -> None:
-    global _ticks
-    while True:
-        time.sleep(_TICK_S)
-        engine.increment_epoch()
-        _ticks += 1
-
-
-_modules: dict[bytes, Module] = {}
-_MODULE_CACHE_SIZE: Final = 4
-
-
-def _cached_compile(engine: Engine, wasm: bytes, key: bytes) -> Module:
-    """Compiling a Go strategy takes seconds; a module is reusable by every store.
-
-    ``key`` is the SHA-256 of ``wasm``.
-    """
-    with _engine_lock:
-        module = _modules.get(key)
-    if module is None:
-        module = _compile(engine, wasm)
-        with _engine_lock:
-            if len(_modules) >= _MODULE_CACHE_SIZE:
-                del _modules[next(iter(_modules))]  # oldest first
-            _modules[key] = module
-    return module
-
-
-# -- guest output ----------------------------------------------------------------------------
-
-
-class _Output:
-    """Forwards one guest output stream (stdout or stderr) to logging, a line at a time."""
-
-    def __init__(self, session: str, stream: str, level: int) -> None:
-        self._label = f"{session} {stream}" if session else stream
-        self._level = level
-        self._partial = bytearray()
-        # The first line written since take_first(): a Go panic or fatal error starts there.
-        self._first: str | None = None
-        self.written = False  # since take_first(): lets a quiet call skip the bookkeeping
-
-    def write(self, data: bytes) -> None:
-        self.written = True
-        self._partial += data
-        if b"\n" not in data and len(self._partial) < _MAX_LINE:
-            return
-        *lines, rest = bytes(self._partial).split(b"\n")
-        self._partial = bytearray(rest)
-        for line in lines:
-            self._emit(line)
-
-    def flush(self) -> None:
-        if self._partial:
-            line = bytes(self._partial)
-            self._partial.clear()
-            self._emit(line)
-
-    def take_first(self) -> str | None:
-        self.flush()
-        first, self._first = self._first, None
-        self.written = False
-        return first
-
-    def _emit(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        if self._first is None and text.strip():
-            self._first = text.strip()
-        logger.log(self._level, "[%s] %s", self._label, text)
-
-
-# -- module checks ---------------------------------------------------------------------------
-
-
-def _signature(ty: FuncType) -> str:
-    params = ", ".join(str(t) for t in ty.params)
-    results = ", ".join(str(t) for t in ty.results)
-    return f"({params}) -> ({results})"
-
-
-_EXPORTS: Final = {
-    abi.INITIALIZE_REACTOR: "() -> ()",
-    abi.MALLOC: "(i32) -> (i32)",
-    abi.FREE: "(i32) -> ()",
-    abi.API_VERSION_EXPORT: "() -> (i64)",
-    **dict.fromkeys(abi.STRATEGY_EXPORTS, "(i32, i32) -> (i64)"),
-}
-_HOST_SIGNATURE: Final = _signature(HOST_TYPE)
-
-
-def _cache_dir() -> Path | None:
-    """Where compiled modules are kept between processes; None turns the cache off."""
-    root = os.environ.get("KUBETRADE_CACHE")
-    if root == "off":
-        return None
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "kubetrade")
-    return Path(root) / "wasm"
-
-
-def _native_code(engine: Engine, wasm: bytes) -> Module:
-    """Compile, or load the machine code a previous process compiled from the same bytes.
-
-    A Go strategy takes 1-2 s to compile; a runner restarting after a crash, or
-    a test starting many runners, should not pay that each time. wasmtime
-    refuses a file made by another version or configuration, and the key
-    includes both. The directory is private to the user (0700): loading
-    machine code trusts whoever could write there. Any cache failure (a
-    read-only filesystem in a pod, say) just means compiling.
-    """
-    directory = _cache_dir()
-    if directory is None:
-        return Module(engine, wasm)
-    engine_id = f"|wasmtime {importlib.metadata.version('wasmtime')}|epoch-interruption"
-    key = hashlib.sha256(wasm + engine_id.encode()).hexdigest()
-    path = directory / f"{key}.cwasm"
-    if path.is_file():
-        try:
-            return Module.deserialize_file(engine, str(path))
-        except WasmtimeError:
-            logger.info("compiled strategy cache entry %s is stale; recompiling", path.name)
-    module = Module(engine, wasm)
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.touch(mode=0o600)  # before the bytes: never readable by others
-        partial.write_bytes(module.serialize())
-        partial.replace(path)  # atomic: readers never see half a file
-        _prune(directory)
-    except OSError as exc:
-        logger.debug("cannot cache the compiled strategy: %s", exc)
-    return module
-
-
-_CACHE_ENTRIES: Final = 32  # a Go strategy compiles to ~10 MB of machine code
-
-
-def _prune(directory: Path) -> None:
-    """Keep the most recently written entries; rebuilt strategies leave old ones behind."""
-    entries = sorted(directory.glob("*.cwasm"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in entries[_CACHE_ENTRIES:]:
-        stale.unlink(missing_ok=True)
-
-
-def _compile(engine: Engine, wasm: bytes) -> Module:
-    try:
-        module = _native_code(engine, wasm)
-    except WasmtimeError as exc:
-        raise StrategyLoadError(f"not a valid WebAssembly module ({exc}); {_BUILD_HINT}") from exc
-    problems: list[str] = []
-    exports = {e.name: e.type for e in module.exports}
-    if not isinstance(exports.get(abi.MEMORY), MemoryType):
-        problems.append(f"missing export {abi.MEMORY!r} (linear memory)")
-    for name, want in _EXPORTS.items():
-        ty = exports.get(name)
-        if ty is None:
-            problems.append(f"missing export {name!r}")
-        elif not isinstance(ty, FuncType) or _signature(ty) != want:
-            problems.append(f"export {name!r} must be a function {want}")
-    ty = exports.get(abi.ENGINE_VERSION_EXPORT)
-    if ty is not None and (not isinstance(ty, FuncType) or _signature(ty) != "() -> (i64)"):
-        problems.append(f"export {abi.ENGINE_VERSION_EXPORT!r} must be a function () -> (i64)")
-    for imp in module.imports:
-        where = f"{imp.module}.{imp.name}"
-        if imp.module == abi.HOST_MODULE:
-            if imp.name not in DISPATCH:
-                problems.append(f"imports unknown host function {where}")
-            elif not isinstance(imp.type, FuncType) or _signature(imp.type) != _HOST_SIGNATURE:
-                problems.append(f"import {where} must be a function {_HOST_SIGNATURE}")
-        elif imp.module != WASI_MODULE:
-            problems.append(f"imports {where} from a module this host does not provide")
-    if problems:
-        raise StrategyLoadError(
-            "not a kubetrade/argo-trading strategy: " + "; ".join(problems) + f". {_BUILD_HINT}"
-        )
-    return module
 
 
 # -- traps -----------------------------------------------------------------------------------
@@ -366,16 +134,18 @@ class WasmStrategy:
         self.session = session
         self.limits = limits
         self.fast = _fast_by_default(fast)
-        self._deadline = math.ceil(limits.call_timeout_s / _TICK_S) + 1  # +1: ticks are ragged
+        self._deadline = (
+            math.ceil(limits.call_timeout_s / modules.TICK_S) + 1
+        )  # +1: ticks are ragged
         self._armed_at = -1  # the tick in which the deadline was last set
         self._closed = False
         self._exit_code: int | None = None
-        self._stdout = _Output(session, "stdout", logging.INFO)
-        self._stderr = _Output(session, "stderr", logging.WARNING)
+        self._stdout = GuestOutput(session, "stdout", logging.INFO)
+        self._stderr = GuestOutput(session, "stderr", logging.WARNING)
 
-        engine = _shared_engine()
+        engine = modules.shared_engine()
         digest = hashlib.sha256(wasm).digest()
-        module = _cached_compile(engine, wasm, digest)
+        module = modules.compiled(engine, wasm, digest)
         self._clock = BarClock(clock)
         wasi = WasiHost(
             clock=self._clock,
@@ -401,7 +171,7 @@ class WasmStrategy:
         except (WasmtimeError, Trap) as exc:
             raise StrategyLoadError(self._load_failure("instantiation", exc)) from exc
         memory = self._instance.exports(store)[abi.MEMORY]
-        assert isinstance(memory, Memory)  # checked by _compile
+        assert isinstance(memory, Memory)  # checked by modules.compile_checked
         self._memory = memory
         self._calls: GuestCalls = self._path.bind(store, self._instance)
 
@@ -411,7 +181,7 @@ class WasmStrategy:
         if version != abi.API_VERSION:
             raise StrategyLoadError(
                 f"the strategy speaks plugin ABI version {abi.to_i64(version)}, but this runner "
-                f"speaks only version {abi.API_VERSION}; {_BUILD_HINT}"
+                f"speaks only version {abi.API_VERSION}; {modules.BUILD_HINT}"
             )
         self.engine_version = self._check_engine_version()
         if scratch_bytes > 0:
@@ -425,7 +195,7 @@ class WasmStrategy:
         if base + size > end:
             raise StrategyLoadError(
                 f"the strategy's malloc({size}) returned {base}, but guest memory ends at "
-                f"{end}: its allocator is broken; {_BUILD_HINT}"
+                f"{end}: its allocator is broken; {modules.BUILD_HINT}"
             )
         self._scratch.base, self._scratch.capacity = base, size
 
@@ -501,7 +271,7 @@ class WasmStrategy:
         if self._closed or self._exit_code is not None:
             raise StrategyError(self._unusable(export), call=export, trapped=False)
         calls = self._calls
-        if self._armed_at != _ticks:
+        if self._armed_at != modules.ticks:
             self._arm()
         request_ptr = result_ptr = malloced = 0
         try:
@@ -538,8 +308,8 @@ class WasmStrategy:
         the current epoch. Setting it is a call into wasmtime, and a bar's call usually
         takes a few microseconds, so ``_call`` re-arms only when the epoch has ticked since
         the last time; a skipped re-arm costs at most the one tick the +1 in ``_deadline``
-        allows for (the ticker bumps the epoch and ``_ticks`` one after the other)."""
-        self._armed_at = _ticks
+        allows for (the ticker bumps the epoch and ``modules.ticks`` one after the other)."""
+        self._armed_at = modules.ticks
         self._calls.set_deadline(self._deadline)
 
     def _release(self, request_ptr: int, result_ptr: int) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from kubetrade.runner.strategy import host
+from kubetrade.runner.strategy import modules
 
 
 def test_cache_entries_are_private_reused_and_pruned(
@@ -22,16 +22,16 @@ def test_cache_entries_are_private_reused_and_pruned(
         old = directory / f"{i:064x}.cwasm"
         old.write_bytes(b"stale")
         os.utime(old, (1_000_000 + i, 1_000_000 + i))
-    engine = host._shared_engine()
+    engine = modules.shared_engine()
     wasm = bytes(wasmtime.wat2wasm('(module (func (export "f") (result i32) i32.const 7))'))
-    host._native_code(engine, wasm)
+    modules.native_code(engine, wasm)
     entries = sorted(directory.glob("*.cwasm"))
-    assert len(entries) == host._CACHE_ENTRIES
+    assert len(entries) == modules.CACHE_ENTRIES
     newest = max(entries, key=lambda p: p.stat().st_mtime)
     assert stat.S_IMODE(newest.stat().st_mode) == 0o600
     assert not (directory / f"{0:064x}.cwasm").exists()  # the oldest went first
     # A second process-equivalent load reads the cached machine code back.
-    module = host._native_code(engine, wasm)
+    module = modules.native_code(engine, wasm)
     assert [e.name for e in module.exports] == ["f"]
 
 
@@ -39,5 +39,5 @@ def test_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("KUBETRADE_CACHE", "off")
     monkeypatch.setenv("HOME", str(tmp_path))
     wasm = bytes(wasmtime.wat2wasm("(module)"))
-    host._native_code(host._shared_engine(), wasm)
+    modules.native_code(modules.shared_engine(), wasm)
     assert not any(tmp_path.rglob("*.cwasm"))
