@@ -1,0 +1,344 @@
+"""The LiveTradingSession document and its JSON schema."""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+from pydantic import (
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import GenerateJsonSchema
+
+from kubetrade.runner.domain import interval_ms
+from kubetrade.runner.spec.base import Model
+from kubetrade.runner.spec.fields import (
+    ConfigMapKey,
+    DnsLabel,
+    DnsSubdomain,
+    FreeForm,
+    OciReference,
+    Quantity,
+    Symbol,
+    fail,
+    problem,
+)
+from kubetrade.runner.spec.providers import (
+    MARKET_DATA_CONFIGS,
+    TRADING_CONFIGS,
+    CcxtConfig,
+    MarketDataConfig,
+    MarketDataProvider,
+    TradingConfig,
+    TradingProvider,
+    provider_config,
+)
+from kubetrade.runner.spec.rules import (
+    LIVE_TRADING_CONFIRMED,
+    ONE_STRATEGY_SOURCE,
+    WARMUP_WITHIN_CACHE,
+)
+
+GROUP: Final = "kubetrade.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "kubetrade.io/v1alpha1"
+KIND: Final = "LiveTradingSession"
+
+Interval = Literal[
+    "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "1w"
+]
+
+
+class SecretRef(Model):
+    """A Kubernetes Secret in the session's namespace, mounted into the runner as files."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+
+
+class ConfigMapKeyRef(Model):
+    """A key of a Kubernetes ConfigMap in the session's namespace."""
+
+    name: DnsSubdomain = Field(description="Name of the ConfigMap.")
+    key: ConfigMapKey = Field(
+        default="strategy.wasm", description="Key holding the strategy's WebAssembly module."
+    )
+
+
+class OciArtifact(Model):
+    """A strategy published as an OCI artifact."""
+
+    image: OciReference = Field(
+        description="Artifact reference pinned by digest: <repository>@sha256:<64 hex digits>."
+    )
+
+
+class StrategySpec(Model):
+    """The WebAssembly strategy and its parameters. Set exactly one of path, configMapRef, oci."""
+
+    rules = (ONE_STRATEGY_SOURCE,)
+
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Local .wasm file, for local runs; a relative path is relative to the"
+        " session file.",
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="ConfigMap key holding the .wasm, for runs in Kubernetes."
+    )
+    oci: OciArtifact | None = Field(
+        default=None, description="OCI artifact holding the .wasm, pinned by digest."
+    )
+    config: FreeForm = Field(
+        default_factory=dict,
+        description="Free-form parameters, passed as JSON to the strategy's Initialize.",
+    )
+
+
+class MarketDataSpec(Model):
+    """Where closed bars come from."""
+
+    provider: MarketDataProvider = Field(description="Market data provider.")
+    config: FreeForm = Field(
+        default_factory=dict,
+        validate_default=True,  # an omitted config still has to suit the provider
+        description="Provider settings, checked against the provider's own schema"
+        " (replay: path, format, speed, loop; synthetic: seed, startPrice, volatility, drift,"
+        " bars, startTime, speed; binance: useTestnet, wsUrl, restUrl and backoff;"
+        " polygon: wsUrl, restUrl, feed, market and backoff). Never credentials.",
+    )
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret with the provider's credentials (polygon needs an API key).",
+    )
+
+    @field_validator("config")
+    @classmethod
+    def _config_fits_provider(
+        cls, config: dict[str, JsonValue], info: ValidationInfo
+    ) -> dict[str, JsonValue]:
+        return provider_config(MARKET_DATA_CONFIGS, config, info, "spec.marketData")
+
+    def parsed(self) -> MarketDataConfig:
+        """`config` as the provider's model, defaults applied."""
+        return MARKET_DATA_CONFIGS[self.provider].model_validate(self.config)
+
+
+class TradingSpec(Model):
+    """Where orders go."""
+
+    rules = (LIVE_TRADING_CONFIRMED,)
+
+    provider: TradingProvider = Field(description="Broker provider.")
+    config: FreeForm = Field(
+        default_factory=dict,
+        validate_default=True,  # an omitted config still has to suit the provider
+        description="Provider settings, checked against the provider's own schema"
+        " (paper: initialCash, currency, feeBps, slippageBps, feeModel, feePerShare,"
+        " minFeePerOrder; binance-*: restUrl, recvWindowMs, quoteAsset; ibkr-*: host, port,"
+        " clientId, account, exchange, currency, connectTimeoutSeconds; ccxt: exchange,"
+        " sandbox, restUrl, options). Never credentials.",
+    )
+    confirm_live: bool = Field(
+        default=False,
+        description="Must be true for a provider that trades real money (binance-live,"
+        " ibkr-live, ccxt with sandbox false).",
+    )
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Secret with the broker's credentials (binance-* and ccxt need one).",
+    )
+
+    @field_validator("config")
+    @classmethod
+    def _config_fits_provider(
+        cls, config: dict[str, JsonValue], info: ValidationInfo
+    ) -> dict[str, JsonValue]:
+        return provider_config(TRADING_CONFIGS, config, info, "spec.trading")
+
+    def parsed(self) -> TradingConfig:
+        """`config` as the provider's model, defaults applied."""
+        return TRADING_CONFIGS[self.provider].model_validate(self.config)
+
+    @property
+    def is_live(self) -> bool:
+        """Whether this provider trades real money."""
+        if self.provider in ("binance-live", "ibkr-live"):
+            return True
+        if self.provider == "ccxt":
+            config = self.parsed()
+            return isinstance(config, CcxtConfig) and not config.sandbox
+        return False
+
+
+class RiskSpec(Model):
+    """Pre-trade limits that no strategy can bypass. null means no limit."""
+
+    max_order_notional: float | None = Field(
+        default=None, gt=0, description="Largest notional (quantity x price) of one order."
+    )
+    max_position_notional: float | None = Field(
+        default=None, gt=0, description="Largest notional of the position in one symbol."
+    )
+    max_orders_per_minute: int | None = Field(
+        default=None, gt=0, description="Most orders placed in any minute of bar time."
+    )
+    max_daily_loss: float | None = Field(
+        default=None,
+        gt=0,
+        description="Loss within one UTC day after which new orders are refused.",
+    )
+    allow_short: bool = Field(default=False, description="Allow selling more than is held.")
+
+
+class EngineSpec(Model):
+    """How the engine runs the strategy."""
+
+    rules = (WARMUP_WITHIN_CACHE,)
+
+    market_data_cache_size: int = Field(
+        default=1000, ge=10, description="Bars kept per symbol for the strategy's lookbacks."
+    )
+    decimal_precision: int = Field(
+        default=8, ge=0, le=12, description="Decimal places that order quantities are rounded to."
+    )
+    warmup_bars: int = Field(
+        default=0,
+        ge=0,
+        description="Bars fed to the cache before the strategy is called; at most"
+        " marketDataCacheSize.",
+    )
+    strategy_call_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Longest one strategy call may run before it is interrupted."
+    )
+    strategy_memory_limit_mib: int = Field(
+        default=256,
+        ge=16,
+        alias="strategyMemoryLimitMiB",
+        description="Most memory the strategy's WebAssembly instance may use, MiB.",
+    )
+    max_consecutive_strategy_errors: int = Field(
+        default=0,
+        ge=0,
+        description="Stop the session after this many strategy errors in a row; 0 never stops.",
+    )
+
+
+class ResourcesSpec(Model):
+    """Compute resources of the runner container, as Kubernetes quantities."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="Resource requests, e.g. cpu: 100m, memory: 256Mi."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, description="Resource limits, e.g. memory: 512Mi."
+    )
+
+
+class SessionSpec(Model):
+    """What to trade, with which strategy, where the data comes from and where orders go."""
+
+    symbols: list[Symbol] = Field(
+        min_length=1,
+        description="Symbols to trade, each listed once.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    interval: Interval = Field(default="1m", description="Bar interval.")
+    strategy: StrategySpec = Field(description="The WebAssembly strategy.")
+    market_data: MarketDataSpec = Field(description="The market data provider and its settings.")
+    trading: TradingSpec = Field(description="The broker provider and its settings.")
+    risk: RiskSpec = Field(default_factory=RiskSpec, description="Pre-trade limits.")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="Engine settings.")
+    suspend: bool = Field(
+        default=False, description="Stop the runner and keep the session's state."
+    )
+    restart_nonce: str = Field(
+        default="", description="Change to any new value to restart the runner."
+    )
+    resources: ResourcesSpec | None = Field(
+        default=None, description="Runner container resources; null uses the operator's defaults."
+    )
+    metrics_port: int = Field(
+        default=9102,
+        ge=1,
+        le=65_535,
+        description="Port serving /metrics, /healthz, /readyz, /status.",
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_unique(cls, symbols: list[str]) -> list[str]:
+        first: dict[str, int] = {}
+        problems = []
+        for index, symbol in enumerate(symbols):
+            if symbol in first:
+                problems.append(
+                    problem(
+                        (index,),
+                        "duplicate_symbol",
+                        f"{symbol!r} is already listed at spec.symbols[{first[symbol]}];"
+                        " list each symbol once",
+                        symbol,
+                    )
+                )
+            first.setdefault(symbol, index)
+        if problems:
+            raise fail("symbols", problems)
+        return symbols
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the session trades real money."""
+        return self.trading.is_live
+
+    @property
+    def interval_ms(self) -> int:
+        """The bar interval in milliseconds."""
+        return interval_ms(self.interval)
+
+
+class ObjectMeta(Model):
+    """Kubernetes object metadata; keys other than these pass through untouched."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: DnsLabel = Field(description="Session name, a DNS-1123 label.")
+    namespace: DnsLabel | None = Field(
+        default=None, description="Namespace; null means the current one."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Kubernetes labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Kubernetes annotations.")
+
+
+class LiveTradingSession(Model):
+    """A trading strategy running live: the kubetrade.io/v1alpha1 LiveTradingSession."""
+
+    api_version: Literal["kubetrade.io/v1alpha1"] = Field(description="Always " + API_VERSION)
+    kind: Literal["LiveTradingSession"] = Field(description="Always " + KIND)
+    metadata: ObjectMeta = Field(description="Kubernetes object metadata.")
+    spec: SessionSpec = Field(description="The session.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_status(cls, data: Any) -> Any:
+        # `kubectl get -o yaml` output carries the status the operator wrote; it is
+        # output, never input, so it is dropped rather than refused.
+        if isinstance(data, dict) and "status" in data:
+            return {key: value for key, value in data.items() if key != "status"}
+        return data
+
+
+class DocumentSchema(GenerateJsonSchema):
+    # Field titles are the Python names title-cased ("Fastperiod"): noise in CRD docs.
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a whole LiveTradingSession document (camelCase keys)."""
+    schema = LiveTradingSession.model_json_schema(by_alias=True, schema_generator=DocumentSchema)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
