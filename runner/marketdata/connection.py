@@ -25,6 +25,7 @@ from websockets.exceptions import (
 from websockets.protocol import State
 
 from kubetrade.runner.marketdata.base import MarketDataError
+from kubetrade.runner.marketdata.http import retry_after_seconds
 from kubetrade.runner.marketdata.reconnect import TransientError
 
 __all__ = ["FeedTimeouts", "close_quietly", "open_websocket", "receive_json"]
@@ -75,7 +76,10 @@ async def open_websocket(url: str, *, timeouts: FeedTimeouts, venue: str) -> Cli
                 f"{venue}: the websocket server refused the connection with HTTP {status};"
                 " check spec.marketData.config.wsUrl and the provider's credentials"
             ) from None
-        raise TransientError(f"{venue}: websocket handshake answered HTTP {status}") from None
+        wait = retry_after_seconds(exc.response.headers.get("Retry-After"))
+        raise TransientError(
+            f"{venue}: websocket handshake answered HTTP {status}", retry_after=wait
+        ) from None
     except (WebSocketException, OSError, TimeoutError) as exc:
         raise TransientError(f"{venue}: cannot connect ({describe(exc)})") from None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from yarl import URL
 
 from kubetrade.runner.marketdata.reconnect import TransientError
 
-__all__ = ["RejectedRequest", "get_json"]
+__all__ = ["RejectedRequest", "get_json", "retry_after_seconds"]
 
 _RETRY_STATUSES = frozenset({408, 418, 425, 429})
 
@@ -51,7 +52,7 @@ async def get_json(
         async with session.get(url, params=params, headers=headers) as response:
             text = await response.text()
             status = response.status
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         # str(exc) of aiohttp errors can include the full URL; keep only the kind.
         raise TransientError(f"{venue} REST {path}: {type(exc).__name__}") from None
@@ -69,15 +70,17 @@ async def get_json(
     raise RejectedRequest(status, body, path)
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a Retry-After header: delay-seconds or an HTTP date; None if absent
     or unreadable (then the usual backoff applies)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
