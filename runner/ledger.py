@@ -20,6 +20,12 @@ class Ledger:
     positions: dict[str, Position] = field(default_factory=dict)
     realized_pnl: float = 0.0
     total_fees: float = 0.0
+    # Decimals positions keep: at least 8, so a fee the venue took in coins (Binance: 0.1% of
+    # the quantity) is not rounded away when order quantities use fewer decimals.
+    _decimals: int = field(init=False, repr=False, default=8)
+
+    def __post_init__(self) -> None:
+        self._decimals = max(self.precision, 8)
 
     def position(self, symbol: str) -> Position:
         existing = self.positions.get(symbol)
@@ -46,20 +52,21 @@ class Ledger:
             if pos.quantity == 0.0:
                 pos.open_time = fill.time
             received = fill.quantity - fill.fee_base
-            new_quantity = round(pos.quantity + received, self.precision)
+            new_quantity = round(pos.quantity + received, self._decimals)
             if new_quantity > 0.0:
                 cost = pos.average_cost * pos.quantity + fill.price * received
                 pos.average_cost = cost / new_quantity
             pos.quantity = new_quantity
-            pos.total_in_quantity += fill.quantity
+            # In and out count what entered and left the position, so in - out = quantity.
+            pos.total_in_quantity += received
             pos.total_in_amount += amount
             pos.total_in_fee += fill.fee
             self.cash -= amount + fill.cash_fee
             return fill
         # Coins the venue kept as its fee leave the position too, at its average cost.
         realized = (fill.price - pos.average_cost) * (fill.quantity + fill.fee_base)
-        pos.quantity = round(pos.quantity - fill.quantity - fill.fee_base, self.precision)
-        pos.total_out_quantity += fill.quantity
+        pos.quantity = round(pos.quantity - fill.quantity - fill.fee_base, self._decimals)
+        pos.total_out_quantity += fill.quantity + fill.fee_base
         pos.total_out_amount += amount
         pos.total_out_fee += fill.fee
         pos.realized_pnl += realized

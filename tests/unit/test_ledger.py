@@ -26,7 +26,9 @@ def test_a_fee_taken_in_coins_comes_out_of_the_position_not_the_cash() -> None:
     assert ledger.cash == 900.0  # the venue's USDT: no fee paid from it
     assert ledger.quantity("BTCUSDT") == 0.999  # the venue's BTC
     assert ledger.total_fees == 0.1
-    assert ledger.positions["BTCUSDT"].average_cost == 100.0
+    position = ledger.positions["BTCUSDT"]
+    assert position.average_cost == 100.0
+    assert position.total_in_quantity - position.total_out_quantity == position.quantity
     # Selling all of it pays its commission in USDT, as Binance does.
     closed = ledger.apply(fill(2, Side.SELL, 0.999, 110.0, fee=0.10989))
     assert ledger.quantity("BTCUSDT") == 0.0
@@ -73,3 +75,12 @@ def test_with_realized_pnl_copies_every_other_field() -> None:
     # Built positionally for speed: a field added to Fill must not be dropped or shifted.
     original = Fill("f", "o", "BTCUSDT", Side.SELL, 1.5, 100.0, 0.15, T0, 0.001, 0.0)
     assert original.with_realized_pnl(7.5) == replace(original, realized_pnl=7.5)
+
+
+@pytest.mark.parametrize("precision", [0, 2, 4, 8])
+def test_coins_taken_as_a_fee_are_kept_whatever_the_order_precision(precision: int) -> None:
+    # Order quantities may use few decimals; the position still matches the venue's coins.
+    ledger = Ledger(cash=1_000.0, precision=precision)
+    ledger.apply(fill(1, Side.BUY, 0.05, 3_000.0, fee=0.15, fee_base=0.00005))
+    assert ledger.quantity("BTCUSDT") == 0.04995
+    assert ledger.cash == 850.0

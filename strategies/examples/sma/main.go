@@ -3,8 +3,8 @@
 // Command sma is an example strategy: a simple-moving-average crossover.
 //
 // It buys `quantity` when the fast SMA of the closes crosses above the slow
-// SMA while flat, and sells the whole position when the fast SMA crosses
-// back below. Closes are kept in memory, one ring per symbol; the first bar
+// SMA while flat (holding less than a tenth of `quantity`), and sells the
+// whole position when the fast SMA crosses back below. Closes are kept in memory, one ring per symbol; the first bar
 // of a symbol seeds its ring from the host's window cache with GetRange, so
 // a host-side warm-up lets the strategy trade from its first live bar.
 //
@@ -140,13 +140,18 @@ func (s *smaCrossover) ProcessData(
 	if err != nil {
 		return nil, err
 	}
+	// A venue that takes its fee in the coin bought (Binance) can leave a remainder
+	// below its lot size once the position is sold; nothing can sell it, so a position
+	// under a tenth of an order counts as flat.
+	held := pos.GetQuantity()
+	flat := held < s.cfg.Quantity/10
 	var order *strategy.ExecuteOrder
 	switch {
-	case crossedUp && pos.GetQuantity() == 0:
+	case crossedUp && flat:
 		order = sdk.MarketOrder(bar.GetSymbol(), sdk.Buy, s.cfg.Quantity, bar.GetClose(),
 			"fast SMA crossed above slow")
-	case crossedDown && pos.GetQuantity() > 0:
-		order = sdk.MarketOrder(bar.GetSymbol(), sdk.Sell, pos.GetQuantity(), bar.GetClose(),
+	case crossedDown && !flat:
+		order = sdk.MarketOrder(bar.GetSymbol(), sdk.Sell, held, bar.GetClose(),
 			"fast SMA crossed below slow")
 	default:
 		return &emptypb.Empty{}, nil
