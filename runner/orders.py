@@ -89,8 +89,7 @@ class OrderRouter:
         book = self.state.book
         journal = self.journal
         for update in updates:
-            if update.client_order_id[-3:] in _EXIT_SUFFIXES:
-                self.adopt_exit(update.client_order_id)
+            self.adopt_exit(update.client_order_id)
             if isinstance(update, Fill):
                 if book.has_fill(update.fill_id):
                     continue  # already booked (a venue may report a fill again after a restart)
