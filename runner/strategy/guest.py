@@ -46,6 +46,7 @@ from kubetrade.runner.strategy import abi, fastcall
 from kubetrade.runner.strategy.api import DISPATCH, RESPONSES, HostApi
 from kubetrade.runner.strategy.scratch import ResponseArena
 from kubetrade.runner.strategy.wasi import SIGNATURES, WasiHost
+from kubetrade.runner.strategy.wire import Packed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -139,7 +140,7 @@ class HostSide:
         """The body of host function ``name``: returns the packed response (unsigned)."""
         request_type, method = DISPATCH[name]
         response_type = RESPONSES[name]
-        handler: Callable[[Any], Message] | None = getattr(self.api, method, None)
+        handler: Callable[[Any], Message | Packed] | None = getattr(self.api, method, None)
         parse = request_type.FromString
         responses, arena = self.responses, self.arena
 
@@ -148,12 +149,15 @@ class HostSide:
                 if handler is None:
                     raise NotImplementedError(f"{type(self.api).__name__} has no method {method}")
                 response = handler(parse(guest.read(ptr, length)))
-                if type(response) is not response_type:
+                if type(response) is response_type:
+                    data = response.SerializeToString()
+                elif isinstance(response, Packed) and response.message is response_type:
+                    data = response  # packed by hand on a hot path (wire.py)
+                else:
                     raise TypeError(
                         f"{method}() returned {type(response).__name__}, "
                         f"expected {response_type.__name__}"
                     )
-                data = response.SerializeToString()
                 if not data:
                     return 0  # an empty message: the guest reads (0, 0) as empty bytes
                 out = arena.take(len(data), guest.malloc)

@@ -18,7 +18,7 @@ variable ``KUBETRADE_WASM_PATH=fast|stock``; both give the same results.
 Export requests travel through one block of guest memory malloc'd when the
 module loads, and host-function responses through blocks filled front to back
 (``scratch``), so a bar costs no malloc or free in the guest; bars are packed
-straight into wire bytes (``bar_wire``).
+straight into wire bytes (``wire``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from wasmtime import (
 )
 
 from kubetrade.runner.domain import Bar, format_ms
-from kubetrade.runner.strategy import abi, bar_wire, modules
+from kubetrade.runner.strategy import abi, modules, wire
 from kubetrade.runner.strategy.api import HostApi
 from kubetrade.runner.strategy.errors import StrategyError, StrategyLoadError
 from kubetrade.runner.strategy.guest import (
@@ -214,7 +214,7 @@ class WasmStrategy:
 
     def process_data(self, bar: Bar) -> None:
         self._clock.bar_ns = bar.time * 1_000_000  # the guest's clocks read this bar's time
-        self._call(abi.PROCESS_DATA, bar_wire.encode(bar), bar)
+        self._call(abi.PROCESS_DATA, wire.process_data_request(bar), bar)
 
     def name(self) -> str:
         return self._ask(abi.NAME, pb.NameResponse).name

@@ -27,6 +27,7 @@ from kubetrade.runner.strategy import (
     StrategyError,
     StrategyLoadError,
     WasmStrategy,
+    wire,
 )
 from kubetrade.runner.strategy.abi import HOST_FUNCTIONS
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
@@ -190,7 +191,7 @@ class RecordingApi:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, Message]] = []
-        self.replies: dict[str, Message] = {}
+        self.replies: dict[str, Message | wire.Packed] = {}
         self.failures: dict[str, Exception] = {}
 
     def requests(self, name: str) -> list[Message]:
@@ -650,6 +651,33 @@ def test_handler_returning_the_wrong_message_traps(api: RecordingApi) -> None:
         r"expected Position",
     ):
         WasmStrategy(wasm, api).process_data(BAR)
+
+
+class PackedGetResponse(wire.Packed):
+    __slots__ = ()
+    message = pb.GetResponse
+
+
+def test_a_packed_response_reaches_the_guest_as_is_and_must_be_the_right_type(
+    api: RecordingApi,
+) -> None:
+    # get_description forwards what get_cache answered (GetResponse{value=1} reads as
+    # GetDescriptionResponse{description=1}).
+    wasm = guest(
+        data={"key": pb.GetRequest(key="k").SerializeToString()},
+        bodies={"trading_strategy_get_description": "(call $get_cache {ptr:key} {len:key})"},
+    )
+    api.replies["get_cache"] = PackedGetResponse(pb.GetResponse(value="packed").SerializeToString())
+    strategy = WasmStrategy(wasm, api)
+    assert strategy.description() == "packed"
+    # Bytes that claim to be another message are refused like a wrong message.
+    api.replies["get_cache"] = wire.PackedPosition(b"")
+    with pytest.raises(
+        StrategyError,
+        match=r"host function get_cache failed: TypeError: "
+        r"get_cache\(\) returned PackedPosition, expected GetResponse",
+    ):
+        strategy.description()
 
 
 def test_unparseable_request_traps_with_the_message_type(api: RecordingApi) -> None:
