@@ -40,12 +40,14 @@ Why this is sound (the C API leaves these to the embedder):
   exception on the store's ``Boundary`` and returns a fresh trap, whose
   ownership passes to wasmtime. The call that receives that trap re-raises
   the parked exception, as wasmtime-py does with its global slot.
-* Memory. Linear memory can grow (and, depending on the engine's
-  configuration, move) whenever guest code runs, so every access asks for the
-  current size and re-derives the base address when the size changed (a move
-  only happens on growth, which changes the size); every access is
-  bounds-checked against the current size, with pointers and lengths taken as
-  unsigned 32-bit values.
+* Memory. Linear memory can grow whenever guest code runs. The engine is
+  configured so that it never moves (``memory_may_move`` off: memory grows in
+  place inside its reservation, ``modules.shared_engine``), and it never
+  shrinks, so a view of the bytes seen so far stays valid for the store's
+  life. Every access is bounds-checked against the size last seen, with
+  pointers and lengths taken as unsigned 32-bit values; an access beyond it
+  asks wasmtime for the current size (memory may have grown) and is refused
+  only if it lies beyond that too.
 * Contexts. Inside a callback, store operations use the context of the
   callback's ``caller`` (as the C API prescribes); outside, the store's own
   context, which is stable for the store's lifetime (wasmtime-py computes it
@@ -289,9 +291,11 @@ def call_void(boundary: Boundary, func: Func) -> Callable[[int], None]:
 class RawMemory:
     """A store's linear memory by handle, read and written through a view of its bytes.
 
-    Every access first asks wasmtime for the memory's current size. Memory can move only
-    when it grows, and growing changes the size, so while the size is the one seen last
-    the base and the view over it are still valid; a new size re-derives both.
+    Requires an engine whose memories never move (``memory_may_move`` off, as
+    ``modules.shared_engine`` configures it): the view then stays valid as memory grows,
+    and only an access beyond the size seen last asks wasmtime for the current size.
+    Memory never shrinks, so a stale size can only refuse too much, never too little,
+    and a refusal is re-checked against the current size before it is reported.
     """
 
     __slots__ = ("_handle", "_size", "_view", "address")
@@ -299,36 +303,39 @@ class RawMemory:
     def __init__(self, memory: Memory) -> None:
         self._handle = ffi.wasmtime_memory_t.from_buffer_copy(memory._memory)
         self.address = ctypes.addressof(self._handle)
-        self._size = -1
+        self._size = 0
         self._view = memoryview(b"")
 
-    def _current(self, context: int) -> memoryview:
+    def _grown(self, context: int, end: int) -> memoryview | None:
+        """The view after memory grew, if ``end`` lies inside it now; None if it does not."""
         size: int = _memory_data_size(context, self.address)
         if size != self._size:
             base = _memory_data(context, self.address)
             self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
             self._size = size
-        return self._view
+        return self._view if end <= size else None
 
     def size(self, context: int) -> int:
         return int(_memory_data_size(context, self.address))
 
     def read(self, context: int, ptr: int, length: int) -> bytes:
-        view = self._current(context)
-        if ptr + length > self._size:
+        end = ptr + length
+        view = self._view if end <= self._size else self._grown(context, end)
+        if view is None:
             raise IndexError(
-                f"buffer [{ptr}, {ptr + length}) lies outside guest memory ({self._size} bytes)"
+                f"buffer [{ptr}, {end}) lies outside guest memory ({self._size} bytes)"
             )
-        return view[ptr : ptr + length].tobytes()
+        return view[ptr:end].tobytes()
 
     def write(self, context: int, ptr: int, data: bytes) -> None:
-        view = self._current(context)
-        if ptr + len(data) > self._size:
+        end = ptr + len(data)
+        view = self._view if end <= self._size else self._grown(context, end)
+        if view is None:
             raise IndexError(
                 f"guest malloc returned {ptr}, but {len(data)} bytes there overrun guest "
                 f"memory ({self._size} bytes)"
             )
-        view[ptr : ptr + len(data)] = data
+        view[ptr:end] = data
 
 
 def caller_context(caller: int) -> int:

@@ -45,6 +45,10 @@ def shared_engine() -> Engine:
         if _engine is None:
             config = Config()
             config.epoch_interruption = True  # deadlines are per store, set before each call
+            # Memory grows in place and never moves, so the fast path keeps one view of it
+            # for the store's life (fastcall.RawMemory). A 32-bit memory fits the default
+            # 4 GiB reservation whole, so this limits nothing.
+            config.memory_may_move = False
             _engine = Engine(config)
             threading.Thread(
                 target=_tick, args=(_engine,), name="kubetrade-wasm-epoch", daemon=True

@@ -8,6 +8,7 @@ identical events.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Callable
 from dataclasses import replace
@@ -112,8 +113,11 @@ def test_a_response_that_grows_guest_memory_is_written_after_the_growth(
     api.replies["get_cache"] = pb.GetResponse(value=big)
     strategy = WasmStrategy(wasm, api, fast=fast)
     pages = strategy._memory.size(strategy._store)
+    base = ctypes.addressof(strategy._memory.data_ptr(strategy._store).contents)
     assert strategy.description() == big
     assert strategy._memory.size(strategy._store) > pages + 3
+    # Memory grew in place: the fast path's view of it (fastcall.RawMemory) relies on that.
+    assert ctypes.addressof(strategy._memory.data_ptr(strategy._store).contents) == base
 
 
 @PATHS

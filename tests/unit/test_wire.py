@@ -31,6 +31,9 @@ EDGES = [
     Bar("OLD", 100_000_000, 1.0, 1.0, 1.0, 1.0, 1.0),  # 1973: a 4-byte varint
     Bar("NEG", -60_000, 1.0, 1.0, 1.0, 1.0, 1.0),  # before 1970: ten-byte varint
     Bar("Ü" * 200, 1_704_067_200_000, 1.0, 1.0, 1.0, 1.0, 1.0),  # a long UTF-8 symbol
+    Bar("LO", 0x1000_0000 * 1000, 1.0, 1.0, 1.0, 1.0, 1.0),  # the first five-byte second
+    Bar("HI", (0x8_0000_0000 - 1) * 1000, 1.0, 1.0, 1.0, 1.0, 1.0),  # the last one
+    Bar("", 1_704_067_260_000, 1.0, 1.0, 1.0, 1.0, 1.0),  # no symbol
 ]
 
 
@@ -47,9 +50,10 @@ def test_edge_bars_decode_like_the_runtimes_encoding(bar: Bar) -> None:
 def test_random_bars_decode_like_the_runtimes_encoding() -> None:
     rng = random.Random(7)
     for _ in range(5_000):
+        step = rng.choice([1, 1000])  # milliseconds, or whole seconds as most bars have
         bar = Bar(
             rng.choice(["BTCUSDT", "ETHUSDT", "SPY", "A"]),
-            rng.randrange(-10**12, 10**14),
+            rng.randrange(-10**12, 10**14) // step * step,
             rng.uniform(-1e6, 1e6), rng.uniform(0, 1e6), rng.uniform(0, 1e6),
             rng.uniform(0, 1e6), rng.choice([0.0, rng.uniform(0, 1e9)]),
         )  # fmt: skip
