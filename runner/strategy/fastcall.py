@@ -73,7 +73,7 @@ import functools
 import itertools
 import sys
 from ctypes import POINTER, c_char_p, c_size_t, c_uint32, c_uint64, c_void_p
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from wasmtime import Func, FuncType, Linker, Memory, Store, Trap, WasmtimeError
 from wasmtime import _ffi as ffi
@@ -306,8 +306,9 @@ class RawMemory:
         self._size = 0
         self._view = memoryview(b"")
 
-    def _grown(self, context: int, end: int) -> memoryview | None:
+    def _grown(self, where: Where, end: int) -> memoryview | None:
         """The view after memory grew, if ``end`` lies inside it now; None if it does not."""
+        context = where.context()
         size: int = _memory_data_size(context, self.address)
         if size != self._size:
             base = _memory_data(context, self.address)
@@ -318,24 +319,46 @@ class RawMemory:
     def size(self, context: int) -> int:
         return int(_memory_data_size(context, self.address))
 
-    def read(self, context: int, ptr: int, length: int) -> bytes:
+    def read(self, where: Where, ptr: int, length: int) -> bytes:
         end = ptr + length
-        view = self._view if end <= self._size else self._grown(context, end)
+        view = self._view if end <= self._size else self._grown(where, end)
         if view is None:
             raise IndexError(
                 f"buffer [{ptr}, {end}) lies outside guest memory ({self._size} bytes)"
             )
         return view[ptr:end].tobytes()
 
-    def write(self, context: int, ptr: int, data: bytes) -> None:
+    def write(self, where: Where, ptr: int, data: bytes) -> None:
         end = ptr + len(data)
-        view = self._view if end <= self._size else self._grown(context, end)
+        view = self._view if end <= self._size else self._grown(where, end)
         if view is None:
             raise IndexError(
                 f"guest malloc returned {ptr}, but {len(data)} bytes there overrun guest "
                 f"memory ({self._size} bytes)"
             )
         view[ptr:end] = data
+
+
+class Where(Protocol):
+    """Where an access happens: the store context to use if wasmtime must be asked.
+
+    Inside a callback that is the caller's context (``caller_context``), which costs a call
+    into wasmtime to obtain; an access inside the view seen so far never needs it.
+    """
+
+    def context(self) -> int: ...
+
+
+class Outside:
+    """Accesses outside any callback: the store's own context."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: int) -> None:
+        self._context = context
+
+    def context(self) -> int:
+        return self._context
 
 
 def caller_context(caller: int) -> int:

@@ -340,23 +340,29 @@ class StockPath:
 
 
 class _FastAccess:
-    __slots__ = ("_context", "_malloc", "_memory")
+    """One callback's access to the guest; also the ``fastcall.Where`` of its accesses."""
+
+    __slots__ = ("_caller", "_malloc", "_memory")
 
     def __init__(
-        self, context: int, memory: fastcall.RawMemory, malloc: Callable[[int, int], int]
+        self, caller: int, memory: fastcall.RawMemory, malloc: Callable[[int, int], int]
     ) -> None:
-        self._context, self._memory, self._malloc = context, memory, malloc
+        self._caller, self._memory, self._malloc = caller, memory, malloc
+
+    def context(self) -> int:
+        # Asked for only when wasmtime must be called (see fastcall.Where).
+        return fastcall.caller_context(self._caller)
 
     def read(self, ptr: int, length: int) -> bytes:
-        return self._memory.read(self._context, ptr, length)
+        return self._memory.read(self, ptr, length)
 
     def write(self, ptr: int, data: bytes) -> None:
-        self._memory.write(self._context, ptr, data)
+        self._memory.write(self, ptr, data)
 
     def malloc(self, size: int) -> int:
-        # Re-enters the guest with the caller's context; may grow memory, which is why
-        # write() looks the base up again.
-        return self._malloc(self._context, size)
+        # Re-enters the guest with the caller's context; may grow memory, which write()
+        # notices when it writes beyond the size it saw last.
+        return self._malloc(self.context(), size)
 
 
 class _FastState:
@@ -369,7 +375,7 @@ class _FastState:
     def access(self, caller: int, what: str) -> _FastAccess:
         if self.memory is None or self.malloc is None:
             raise HostTrap(what, "called before the module was instantiated")
-        return _FastAccess(fastcall.caller_context(caller), self.memory, self.malloc)
+        return _FastAccess(caller, self.memory, self.malloc)
 
 
 class FastPath:
@@ -415,6 +421,7 @@ class FastPath:
     def bind(self, store: Store, instance: Instance) -> GuestCalls:
         boundary, context = self._boundary, self._boundary.context
         memory = fastcall.RawMemory(_memory(store, instance))
+        outside = fastcall.Outside(context)
         malloc = fastcall.call_i32_to_i32(boundary, _export(store, instance, abi.MALLOC))
         free = fastcall.call_i32(boundary, _export(store, instance, abi.FREE))
         self._state.memory, self._state.malloc = memory, malloc
@@ -435,8 +442,8 @@ class FastPath:
             malloc=functools.partial(malloc, context),
             free=functools.partial(free, context),
             exports=exports,
-            read=functools.partial(memory.read, context),
-            write=functools.partial(memory.write, context),
+            read=functools.partial(memory.read, outside),
+            write=functools.partial(memory.write, outside),
             set_deadline=boundary.deadline_setter(),
             run=run,
             run_i64=run_i64,

@@ -7,6 +7,7 @@ of the paper broker.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -172,6 +173,22 @@ async def test_same_input_gives_same_orders(tmp_path: Path, make_engine: EngineF
     first = await orders()
     assert len(first) > 10
     assert await orders() == first
+
+
+async def test_startup_objects_are_frozen_only_while_bars_run(
+    tmp_path: Path, make_engine: EngineFactory
+) -> None:
+    # Long-lived objects are kept out of the collector's full passes (which would stall a
+    # bar for milliseconds) while bars run; afterwards nothing stays frozen, so a process
+    # that runs session after session still collects what each one left behind.
+    data = write_bars(tmp_path / "bars.csv", "ACME", flat_rows([10.0] * 20))
+    engine = make_engine(sma_spec(data))
+    frozen_while_running = [
+        gc.get_freeze_count() async for e in engine.run() if isinstance(e, ev.MarketData)
+    ]
+    assert len(frozen_while_running) == 20
+    assert min(frozen_while_running) > 0
+    assert gc.get_freeze_count() == 0
 
 
 async def test_warm_up_lets_the_first_live_bar_trade(
