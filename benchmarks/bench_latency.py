@@ -10,6 +10,11 @@ provider produced it) to the engine calling the broker's ``submit`` with the
 order: the venue's step, the window, the strategy call with its host calls
 (get_position, log, place_order and the risk check), events, then the send.
 Samples from all runs are pooled; figures in µs.
+
+``guest_floor`` is what no host can go below: the same bars through the same
+strategy on the fast path with host functions that do no work (a canned
+position, the log line and the order dropped), timing ``process_data`` on the
+bars on which the strategy orders: the Go guest and the boundary alone.
 """
 
 from __future__ import annotations
@@ -26,13 +31,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import empty_pb2
+
 from kubetrade.runner.assemble import build_engine
-from kubetrade.runner.domain import Bar, Order
+from kubetrade.runner.domain import Bar, Order, Position
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.session_file import load_session
+from kubetrade.runner.strategy import WasmStrategy, wire
+from kubetrade.runner.strategy.functions import HostFunctions
+from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import session  # the same session as the throughput benchmark
+from bench_engine import SMA, session  # the same session as the throughput benchmark
 
 
 class TimedBroker:
@@ -82,6 +92,63 @@ def measure(path: Path, runs: int, call_path: str) -> dict[str, Any]:
     }
 
 
+class IdleHost(HostFunctions):
+    """The session's host functions, but the three on an order bar's path do no work."""
+
+    def __init__(self, engine: Engine, quantity: float) -> None:
+        super().__init__(engine.state)
+        symbol = next(iter(engine.state.symbols))
+        self._flat = wire.position(Position(symbol), "")
+        self._long = wire.position(Position(symbol, quantity=quantity), "")
+        self.held = False
+        self.ordered = False
+
+    def get_position(self, request: pb.GetPositionRequest) -> wire.PackedPosition:
+        return self._long if self.held else self._flat
+
+    def log(self, request: pb.LogRequest) -> empty_pb2.Empty:
+        return empty_pb2.Empty()
+
+    def place_order(self, request: pb.ExecuteOrder) -> empty_pb2.Empty:
+        self.ordered = True
+        self.held = request.side == pb.PURCHASE_TYPE_BUY
+        return empty_pb2.Empty()
+
+
+def guest_floor(path: Path, runs: int) -> dict[str, Any]:
+    """process_data on order bars with host functions that do nothing (see the docstring)."""
+    session = load_session(path)
+    config = session.session.spec.strategy.config
+    samples: list[float] = []
+    for _ in range(runs):
+        engine = build_engine(session)
+        quantity = config["quantity"]
+        assert isinstance(quantity, int | float)
+        host = IdleHost(engine, quantity)
+        strategy = WasmStrategy(SMA.read_bytes(), host, session="bench", fast=True)
+        strategy.initialize(json.dumps(config))
+        bars = asyncio.run(replayed(engine))
+        for bar in bars:
+            host.ordered = False
+            start = time.perf_counter()
+            strategy.process_data(bar)
+            elapsed = time.perf_counter() - start
+            if host.ordered:
+                samples.append(elapsed)
+        strategy.close()
+        engine.strategy.close()
+    us = sorted(x * 1e6 for x in samples)
+    return {
+        "orders": len(us),
+        "p50_us": round(statistics.median(us), 1),
+        "p99_us": round(us[int(len(us) * 0.99)], 1),
+    }
+
+
+async def replayed(engine: Engine) -> list[Bar]:
+    return [bar async for bar in engine.market_data.stream()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bars", type=int, default=20_000)
@@ -90,6 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = session(Path(tmp), args.bars)
         results = {p: measure(path, args.runs, p) for p in ("fast", "stock")}
+        results["guest_floor"] = guest_floor(path, args.runs)
     print(
         json.dumps(
             {
