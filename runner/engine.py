@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from kubetrade.runner import collector
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker
 from kubetrade.runner.domain import Bar, OrderStatus
@@ -150,6 +150,7 @@ class Engine:
     async def run(self) -> AsyncGenerator[ev.Event, None]:
         self._started = time.monotonic()
         error: str | None = None
+        looping = False
         try:
             await self.broker.connect()
             restored = self._restore()
@@ -173,11 +174,8 @@ class Engine:
             self._task = asyncio.current_task()
             self.ready = True
             self.metrics.ready(True)
-            # What is alive now (modules, the compiled strategy, the warm-up window) lives as
-            # long as the session. Frozen, it is left out of the collector's full passes,
-            # each of which otherwise stalls a bar for ~10 ms; unfrozen when the loop ends,
-            # so a process running many sessions still collects their cycles.
-            gc.freeze()
+            collector.session_started()  # what is alive now lives as long as the session
+            looping = True
             max_bars = self.options.max_bars
             task = self._task
             while not self._stop_requested:
@@ -210,7 +208,8 @@ class Engine:
         finally:
             self.ready = False
             self.metrics.ready(False)
-            gc.unfreeze()
+            if looping:
+                collector.session_stopped()
             await self._close()
         if error is not None:
             yield ev.EngineError(error)

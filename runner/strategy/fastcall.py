@@ -322,7 +322,7 @@ class RawMemory:
     def read(self, where: Where, ptr: int, length: int) -> bytes:
         end = ptr + length
         view = self._view if end <= self._size else self._grown(where, end)
-        if view is None:
+        if view is None or (ptr | length) < 0:  # (callers pass unsigned values; be sure)
             raise IndexError(
                 f"buffer [{ptr}, {end}) lies outside guest memory ({self._size} bytes)"
             )
@@ -331,7 +331,7 @@ class RawMemory:
     def write(self, where: Where, ptr: int, data: bytes) -> None:
         end = ptr + len(data)
         view = self._view if end <= self._size else self._grown(where, end)
-        if view is None:
+        if view is None or ptr < 0:
             raise IndexError(
                 f"guest malloc returned {ptr}, but {len(data)} bytes there overrun guest "
                 f"memory ({self._size} bytes)"

@@ -129,7 +129,9 @@ def native_code(engine: Engine, wasm: bytes) -> Module:
     directory = _cache_dir()
     if directory is None:
         return Module(engine, wasm)
-    engine_id = f"|wasmtime {importlib.metadata.version('wasmtime')}|epoch-interruption"
+    engine_id = (
+        f"|wasmtime {importlib.metadata.version('wasmtime')}|epoch-interruption|memory-may-move=off"
+    )
     key = hashlib.sha256(wasm + engine_id.encode()).hexdigest()
     path = directory / f"{key}.cwasm"
     if path.is_file():
