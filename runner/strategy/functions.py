@@ -21,7 +21,6 @@ from kubetrade.runner.domain import (
     Order,
     OrderStatus,
     OrderType,
-    Position,
     Side,
 )
 from kubetrade.runner.indicators import IndicatorEngine, IndicatorError
@@ -69,21 +68,6 @@ def market_data(bar: Bar) -> pb.MarketData:
         close=bar.close,
         volume=bar.volume,
         time=timestamp(bar.time),
-    )
-
-
-def _position(p: Position, strategy_name: str) -> pb.Position:
-    return pb.Position(
-        symbol=p.symbol,
-        quantity=p.quantity,
-        total_in_quantity=p.total_in_quantity,
-        total_out_quantity=p.total_out_quantity,
-        total_in_amount=p.total_in_amount,
-        total_out_amount=p.total_out_amount,
-        total_in_fee=p.total_in_fee,
-        total_out_fee=p.total_out_fee,
-        open_timestamp=timestamp(p.open_time),
-        strategy_name=strategy_name,
     )
 
 
@@ -203,12 +187,9 @@ class HostFunctions:
             self._state.accept(order)
         return _EMPTY
 
-    def get_positions(self, request: empty_pb2.Empty) -> pb.GetPositionsResponse:
-        name = self._state.strategy_name
+    def get_positions(self, request: empty_pb2.Empty) -> wire.PackedPositions:
         positions = self._state.book.ledger.positions.values()
-        return pb.GetPositionsResponse(
-            positions=[_position(p, name) for p in positions if p.quantity]
-        )
+        return wire.positions((p for p in positions if p.quantity), self._state.strategy_name)
 
     def get_position(self, request: pb.GetPositionRequest) -> wire.PackedPosition:
         # Asked on every decision of most strategies: packed by hand, not built field by field.

@@ -1,5 +1,5 @@
 """Hot-path messages as wire bytes, packed directly: the bar sent with every
-ProcessData call and the Position answered to GetPosition.
+ProcessData call and the Position answered to GetPosition (and GetPositions).
 
 Both have a fixed layout, so the bytes are packed here with ``struct`` instead
 of filling a protobuf message field by field and serializing it, which costs
@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import struct
 from functools import lru_cache
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 from google.protobuf.message import Message
 
 from kubetrade.runner.domain import Bar, Position
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # high, low, open, close, volume (tag, double) and the tag of time.
 _PRICES: Final = struct.Struct("<BdBdBdBdBdB")
@@ -55,6 +58,11 @@ class Packed(bytes):
 class PackedPosition(Packed):
     __slots__ = ()
     message = pb.Position
+
+
+class PackedPositions(Packed):
+    __slots__ = ()
+    message = pb.GetPositionsResponse
 
 
 def varint(value: int) -> bytes:
@@ -132,3 +140,12 @@ def position(p: Position, strategy_name: str) -> PackedPosition:
     )  # fmt: skip
     name = _string(0x52, strategy_name) if strategy_name else b""
     return PackedPosition(_string(0x0A, p.symbol) + amounts + _timestamp(p.open_time) + name)
+
+
+def positions(held: Iterable[Position], strategy_name: str) -> PackedPositions:
+    """The bytes of ``GetPositionsResponse`` listing ``held`` (field 1, each a Position)."""
+    out = bytearray()
+    for p in held:
+        body = position(p, strategy_name)
+        out += b"\x0a" + varint(len(body)) + body
+    return PackedPositions(out)

@@ -106,3 +106,14 @@ def test_random_positions_decode_like_the_runtimes_encoding() -> None:
         name = rng.choice(["", "sma-crossover"])
         want = reference_position(position, name)
         assert pb.Position.FromString(wire.position(position, name)) == want
+
+
+def test_a_list_of_positions_decodes_like_the_runtimes_encoding() -> None:
+    held = [position for position, _ in POSITION_EDGES]
+    packed = wire.positions(held, "sma-crossover")
+    assert packed.message is pb.GetPositionsResponse
+    want = pb.GetPositionsResponse(positions=[reference_position(p, "sma-crossover") for p in held])
+    assert pb.GetPositionsResponse.FromString(packed).SerializeToString(
+        deterministic=True
+    ) == want.SerializeToString(deterministic=True)
+    assert wire.positions([], "x") == b""  # none held: the empty message
