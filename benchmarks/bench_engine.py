@@ -95,6 +95,16 @@ async def run_once(engine: Engine, per_bar: list[float] | None) -> tuple[float, 
     return time.perf_counter() - start, summary
 
 
+def percentiles_us(seconds: list[float]) -> dict[str, float]:
+    """p50, p99 and max of durations given in seconds, in µs."""
+    us = sorted(x * 1e6 for x in seconds)
+    return {
+        "p50": round(statistics.median(us), 1),
+        "p99": round(us[int(len(us) * 0.99)], 1),
+        "max": round(us[-1], 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bars", type=int, default=20_000)
@@ -108,8 +118,6 @@ def main() -> None:
             best = min(best, elapsed)
         latencies: list[float] = []
         asyncio.run(run_once(build_engine(load_session(path)), latencies))
-    latencies.sort()
-    us = [x * 1e6 for x in latencies]
     print(
         json.dumps(
             {
@@ -117,11 +125,7 @@ def main() -> None:
                 "bars": summary.bars,
                 "orders": summary.orders,
                 "bars_per_s": round(summary.bars / best),
-                "per_bar_us": {
-                    "p50": round(statistics.median(us), 1),
-                    "p99": round(us[int(len(us) * 0.99)], 1),
-                    "max": round(us[-1], 1),
-                },
+                "per_bar_us": percentiles_us(latencies),
                 "runs": args.runs,
                 "python": platform.python_version(),
                 "machine": platform.machine(),

@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import SMA, session  # the same session as the throughput benchmark
+from bench_engine import SMA, percentiles_us, session  # as the throughput benchmark
 
 
 class TimedBroker:
@@ -85,13 +84,11 @@ def measure(path: Path, runs: int, call_path: str) -> dict[str, Any]:
     samples: list[float] = []
     for _ in range(runs):
         samples += asyncio.run(run_once(build_engine(load_session(path))))
-    us = sorted(x * 1e6 for x in samples)
-    return {
-        "orders": len(us),
-        "p50_us": round(statistics.median(us), 1),
-        "p99_us": round(us[int(len(us) * 0.99)], 1),
-        "max_us": round(us[-1], 1),
-    }
+    return per_order(samples)
+
+
+def per_order(samples: list[float]) -> dict[str, Any]:
+    return {"orders": len(samples), **{f"{k}_us": v for k, v in percentiles_us(samples).items()}}
 
 
 class IdleHost(HostFunctions):
@@ -140,12 +137,7 @@ def guest_floor(path: Path, runs: int) -> dict[str, Any]:
                 samples.append(elapsed)
         strategy.close()
         engine.strategy.close()
-    us = sorted(x * 1e6 for x in samples)
-    return {
-        "orders": len(us),
-        "p50_us": round(statistics.median(us), 1),
-        "p99_us": round(us[int(len(us) * 0.99)], 1),
-    }
+    return per_order(samples)
 
 
 async def replayed(engine: Engine) -> list[Bar]:
