@@ -29,6 +29,7 @@ from typing import Any, Final
 import yaml
 
 from kubetrade.runner import spec
+from kubetrade.runner.credentials import POD_CREDENTIALS_DIR
 
 Obj = dict[str, Any]
 
@@ -44,7 +45,7 @@ CONTAINER: Final = "runner"
 SESSION_FILE_KEY: Final = "session.yaml"
 SESSION_DIR: Final = "/etc/kubetrade/session"
 STRATEGY_DIR: Final = "/etc/kubetrade/strategy"
-CREDENTIALS_DIR: Final = "/etc/kubetrade/credentials"
+CREDENTIALS_DIR: Final = str(POD_CREDENTIALS_DIR)  # the runner refuses to read data there
 # One emptyDir for the journal and the compiled-strategy cache: it outlives container
 # restarts (a crashed runner resumes from its journal) but not the pod. A PVC would let
 # the journal outlive the pod too; that is a later step.

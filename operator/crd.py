@@ -84,6 +84,82 @@ def _default(model: type[BaseModel], field: str) -> Any:
 _INITIAL_BACKOFF: Final = float(_default(spec.BinanceMarketDataConfig, "initial_backoff"))
 _MAX_BACKOFF: Final = float(_default(spec.BinanceMarketDataConfig, "max_backoff"))
 
+
+def _cel_string(text: str) -> str:
+    """A CEL string literal (raw, single-quoted) holding `text`."""
+    if "'" in text:
+        raise SchemaError(f"cannot quote {text!r} as a raw CEL string")
+    return f"r'{text}'"
+
+
+# The routes to real money (spec.TradingSpec.is_live, spec.venues), as CEL over `self`
+# = spec.trading. CEL sees only declared config keys: restUrl and port are; a URL inside
+# ccxt's free-form options is not, and is refused by the runner's own check, which the
+# operator runs before it creates a pod.
+_LIVE_PROVIDER: Final = "self.provider in ['binance-live', 'ibkr-live']"
+_OFF_SANDBOX: Final = (
+    "(self.provider == 'ccxt' && has(self.config) && has(self.config.sandbox)"
+    " && !self.config.sandbox)"
+)
+
+
+# A paper provider's restUrl leads off its testnet and test hosts (spec.venues: the
+# same regular expression in both places).
+_PAPER_URL_LEAVES: Final = (
+    "(self.provider in ['binance-paper', 'ccxt'] && has(self.config)"
+    " && has(self.config.restUrl) && !(has(self.config.sandbox) && !self.config.sandbox)"
+    " && !self.config.restUrl.matches(self.provider == 'binance-paper'"
+    f" ? {_cel_string(spec.url_pattern('binance-paper'))}"
+    f" : {_cel_string(spec.url_pattern('ccxt'))}))"
+)
+_IBKR_LIVE_PORT: Final = (
+    "(self.provider == 'ibkr-paper' && has(self.config) && has(self.config.port)"
+    f" && self.config.port in {sorted(spec.IBKR_LIVE_PORTS)!r})"
+)
+
+
+def _live_message() -> str:
+    """The rule's message: a choice among fixed texts, by conditions the rule has settled.
+
+    Fixed texts, not concatenations: CEL's cost estimate charges a concatenation for
+    the longest string the schema allows, and the message runs only when the rule failed.
+    """
+    play = " is for play money, but spec.trading.config."
+    confirm = ", which can be a live venue trading real money; set spec.trading.confirmLive:"
+    paper_url = (
+        "restUrl reaches a host that is not its testnet (point it at the venue's testnet or a"
+        " loopback, localhost, *.localhost or *.test host)" + confirm + " true if you mean it"
+    )
+    live = " trades real money; set spec.trading.confirmLive: true to confirm"
+    choices = [
+        (
+            f"self.provider == '{provider}' && has(self.config) && has(self.config.restUrl)"
+            " && !(has(self.config.sandbox) && !self.config.sandbox)",
+            f"provider '{provider}'{play}{paper_url}",
+        )
+        for provider in ("binance-paper", "ccxt")
+    ]
+    choices.append(
+        (
+            "self.provider == 'ibkr-paper'",
+            f"provider 'ibkr-paper'{play}port is a live port (use the paper port (7497 for TWS,"
+            f" 4002 for IB Gateway)){confirm} true if you mean it",
+        )
+    )
+    choices.append(("self.provider == 'ccxt'", f"provider 'ccxt' with config.sandbox: false{live}"))
+    choices.append(("self.provider == 'binance-live'", f"provider 'binance-live'{live}"))
+    text = f"'provider \\'ibkr-live\\'{live}'"
+    for condition, message in reversed(choices):
+        text = f"{condition} ? {_cel_quote(message)} : {text}"
+    return text
+
+
+def _cel_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_LIVE_MESSAGE: Final = _live_message()
+
 # `has()` guards every optional field: CEL errors on reading an absent one.
 CEL_RULES: Final[tuple[CelRule, ...]] = (
     CelRule(
@@ -96,12 +172,9 @@ CEL_RULES: Final[tuple[CelRule, ...]] = (
     CelRule(
         name=spec.LIVE_TRADING_CONFIRMED.name,
         scope=spec.LIVE_TRADING_CONFIRMED.scope,
-        rule="!(self.provider in ['binance-live', 'ibkr-live'] || (self.provider == 'ccxt'"
-        " && has(self.config) && has(self.config.sandbox) && !self.config.sandbox))"
+        rule=f"!({_LIVE_PROVIDER} || {_OFF_SANDBOX} || {_PAPER_URL_LEAVES} || {_IBKR_LIVE_PORT})"
         " || (has(self.confirmLive) && self.confirmLive)",
-        message_expression='"provider \'" + self.provider + "\'"'
-        " + (self.provider == 'ccxt' ? ' with config.sandbox: false' : '')"
-        " + ' trades real money; set spec.trading.confirmLive: true to confirm'",
+        message_expression=_LIVE_MESSAGE,
         field_path=".confirmLive",
         reason="FieldValueForbidden",
     ),
@@ -151,7 +224,11 @@ CEL_RULES: Final[tuple[CelRule, ...]] = (
 
 # Keys of free-form `config` objects that a CEL rule reads: declared so CEL can see them.
 _DECLARED_CONFIG_KEYS: Final[Mapping[str, Obj]] = {
-    "spec.trading.config": {"sandbox": {"type": "boolean"}},
+    "spec.trading.config": {
+        "sandbox": {"type": "boolean"},
+        "restUrl": {"type": "string", "maxLength": 512},
+        "port": {"type": "integer"},
+    },
     "spec.marketData.config": {
         "path": {"type": "string"},
         "format": {"type": "string"},
@@ -265,6 +342,7 @@ PRINTER_COLUMNS: Final[tuple[Obj, ...]] = (
     {"name": "Symbols", "type": "string", "jsonPath": ".spec.symbols"},
     {"name": "Strategy", "type": "string", "jsonPath": ".status.strategy"},
     {"name": "Trading", "type": "string", "jsonPath": ".spec.trading.provider"},
+    {"name": "Real-Money", "type": "boolean", "jsonPath": ".status.realMoney"},
     {"name": "Bars", "type": "integer", "jsonPath": ".status.summary.bars", "priority": 1},
     {"name": "Equity", "type": "number", "jsonPath": ".status.summary.equity", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -22,7 +22,7 @@ from kubetrade.operator import children, status
 from kubetrade.operator.children import ANNOTATION_HASH, ANNOTATION_RESTART_NONCE, FINALIZER
 from kubetrade.operator.status import Outcome, SessionStatus
 from kubetrade.runner.session_file import SessionError, validate_document
-from kubetrade.runner.spec import API_VERSION, KIND
+from kubetrade.runner.spec import API_VERSION, KIND, LiveTradingSession
 
 Obj = dict[str, Any]
 Event = tuple[str, str, str]  # type (Normal/Warning), reason, message
@@ -63,6 +63,7 @@ class Plan:
     finished: bool = False  # the session is being deleted and nothing of it remains
     runner_pod: str | None = None
     strategy: str | None = None
+    real_money: bool = False  # a route of the session reaches a live venue (confirmed)
     figures_from: Obj | None = None  # the running pod whose /status may be read
     events: list[Event] = field(default_factory=list)
 
@@ -83,8 +84,9 @@ def _is_terminating(pod: Obj) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
 
 
-def _problems(session: Obj) -> str | None:
-    """The runner's own validation of the spec (what CEL cannot say), or None if valid."""
+def _validated(session: Obj) -> tuple[LiveTradingSession | None, str | None]:
+    """The runner's own validation of the spec (what CEL cannot say): the session as the
+    runner reads it, or the problems that stop it."""
     meta = session["metadata"]
     document = {
         "apiVersion": API_VERSION,
@@ -93,10 +95,10 @@ def _problems(session: Obj) -> str | None:
         "spec": session.get("spec") or {},
     }
     try:
-        validate_document(document, source=f"{meta.get('namespace')}/{meta['name']}")
+        parsed = validate_document(document, source=f"{meta.get('namespace')}/{meta['name']}")
     except SessionError as exc:
-        return "; ".join(str(problem) for problem in exc.problems)
-    return None
+        return None, "; ".join(str(problem) for problem in exc.problems)
+    return parsed, None
 
 
 def _stop_all(observed: Observed, reason: str, plan: Plan) -> None:
@@ -160,7 +162,7 @@ def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
             )
         return result
 
-    problems = _problems(session)
+    parsed, problems = _validated(session)
     try:
         desired = None if problems else children.desired_children(session, settings)
         reason, message = ("InvalidSpec", f"invalid session: {problems}") if problems else ("", "")
@@ -177,7 +179,11 @@ def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
             )
         return result
 
-    result = Plan(Outcome("Pending", "", ""), strategy=desired.strategy)
+    result = Plan(
+        Outcome("Pending", "", ""),
+        strategy=desired.strategy,
+        real_money=parsed is not None and parsed.spec.is_live,
+    )
     if FINALIZER not in (meta.get("finalizers") or []):
         # Without our finalizer a deleted session would not wait for its runner to stop.
         result.outcome = Outcome(

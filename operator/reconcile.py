@@ -127,6 +127,7 @@ class Reconciler:
             observed_generation=int(meta.get("generation", 0)),
             runner_pod=step.runner_pod,
             strategy=step.strategy,
+            real_money=step.real_money,
             conditions=status.conditions(
                 outcome,
                 suspended=bool((session.get("spec") or {}).get("suspend")),

@@ -94,6 +94,11 @@ class SessionStatus(_Model):
     )
     runner_pod: str | None = Field(default=None, description="Name of the runner pod.")
     strategy: str | None = Field(default=None, description="Where the strategy comes from.")
+    real_money: bool = Field(
+        default=False,
+        description="True when the session can trade real money: a live provider, or a paper"
+        " provider pointed at a live venue, confirmed by spec.trading.confirmLive.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="kstatus conditions: Ready, Reconciling, Stalled and domain conditions.",

@@ -6,11 +6,13 @@ strategy sandbox, the market data provider, the broker, the risk gate.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubetrade.runner.brokers import create_broker
 from kubetrade.runner.brokers.paper import PaperBroker
+from kubetrade.runner.credentials import refuse_credential_path
 from kubetrade.runner.engine import Engine, EngineOptions
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata import create_market_data
@@ -21,6 +23,8 @@ from kubetrade.runner.state import SessionState
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
 from kubetrade.runner.strategy.source import StrategySourceError, read_strategy
+
+log = logging.getLogger("kubetrade.runner")
 
 
 class AssemblyError(Exception):
@@ -34,7 +38,7 @@ class RunOptions:
     state_dir: Path | None = None  # the journal lives here; None: nothing is kept
 
 
-def strategy_path(loaded: LoadedSession) -> Path:
+def strategy_path(loaded: LoadedSession, *, credentials_dir: Path | None = None) -> Path:
     source = loaded.session.spec.strategy
     if source.path is None:
         kind = "configMapRef" if source.config_map_ref is not None else "oci"
@@ -43,6 +47,7 @@ def strategy_path(loaded: LoadedSession) -> Path:
             "for a local run set spec.strategy.path to a .wasm file"
         )
     path = loaded.resolve(source.path)
+    refuse_credential_path(path, field="spec.strategy.path", credentials_dir=credentials_dir)
     if not path.is_file():
         raise AssemblyError(f"spec.strategy.path: no such file {path}")
     return path
@@ -76,6 +81,17 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         state_dir=options.state_dir,
         symbols=symbols,
     )
+    if broker.is_live:
+        # Said once, loudly, before anything runs; every order says it again (brokers).
+        routes = "; ".join(
+            f"spec.trading.{r.field} reaches {r.why}" for r in spec.trading.live_routes
+        )
+        log.warning(
+            "session %s trades REAL MONEY through %s (spec.trading.confirmLive: true)%s",
+            name,
+            spec.trading.provider,
+            f": {routes}" if routes else "",
+        )
     if not isinstance(broker, PaperBroker):
         # Only the paper venue holds take-profits and stop-losses so far.
         gate.brackets_venue = f"provider {spec.trading.provider!r}"
@@ -88,7 +104,7 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         precision=spec.engine.decimal_precision,
     )
     try:
-        wasm = read_strategy(strategy_path(loaded))
+        wasm = read_strategy(strategy_path(loaded, credentials_dir=options.credentials_dir))
     except StrategySourceError as exc:
         raise AssemblyError(f"spec.strategy.path: {exc}") from exc
     functions = HostFunctions(state)
@@ -109,6 +125,8 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         warmup_bars=spec.engine.warmup_bars,
         credentials_dir=options.credentials_dir,
     )
+    metrics = SessionMetrics(session=name)
+    metrics.trading(provider=spec.trading.provider, real_money=broker.is_live)
     return Engine(
         state=state,
         strategy=new_strategy(),
@@ -123,6 +141,6 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
             max_bars=options.max_bars,
             max_consecutive_strategy_errors=spec.engine.max_consecutive_strategy_errors,
         ),
-        metrics=SessionMetrics(session=name),
+        metrics=metrics,
         journal=journal,
     )

@@ -22,7 +22,11 @@ from kubetrade.runner import events as ev
 from kubetrade.runner.assemble import AssemblyError, RunOptions, build_engine
 from kubetrade.runner.brokers import BrokerError
 from kubetrade.runner.console import ConsoleReporter
-from kubetrade.runner.credentials import CredentialsError
+from kubetrade.runner.credentials import (
+    CredentialPathError,
+    CredentialsError,
+    refuse_credential_path,
+)
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.journal import Journal, JournalError
 from kubetrade.runner.marketdata import MarketDataError
@@ -47,6 +51,7 @@ _SETUP_ERRORS = (
     MarketDataError,
     BrokerError,
     CredentialsError,
+    CredentialPathError,
     JournalError,
 )
 
@@ -155,6 +160,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> LoadedSession:
+    # Files read as session or config documents are quoted in their errors: never a secret.
+    for flag, path in (
+        ("the session file", args.session),
+        ("--strategy-config", args.strategy_config),
+        ("--market-data-config", args.market_data_config),
+        ("--trading-config", args.trading_config),
+    ):
+        if path is not None:
+            refuse_credential_path(Path(path), field=flag, credentials_dir=args.credentials_dir)
     if args.session is not None:
         if args.strategy_wasm or args.market_data_provider or args.trading_provider:
             raise SessionError(

@@ -15,10 +15,48 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
+
+# Where the operator mounts a session's credential Secrets in the runner pod.
+POD_CREDENTIALS_DIR: Final = Path("/etc/kubetrade/credentials")
+# Where Kubernetes and container runtimes mount secrets by default (the ServiceAccount
+# token among them).
+SYSTEM_SECRET_DIRS: Final = (Path("/var/run/secrets"), Path("/run/secrets"))
 
 
 class CredentialsError(Exception):
     """A required credential is missing; the message names where it was looked for."""
+
+
+class CredentialPathError(Exception):
+    """A file a session reads as data lies where credentials are kept."""
+
+
+def credential_directories(credentials_dir: Path | None = None) -> list[Path]:
+    """Every directory whose files are secrets: never to be read as data."""
+    dirs = [POD_CREDENTIALS_DIR, *SYSTEM_SECRET_DIRS]
+    for extra in (credentials_dir, os.environ.get("KUBETRADE_CREDENTIALS_DIR")):
+        if extra:
+            dirs.append(Path(extra))
+    return dirs
+
+
+def refuse_credential_path(path: Path, *, field: str, credentials_dir: Path | None) -> None:
+    """Raise CredentialPathError if `path` is (or leads, through links, into) a credentials
+    directory.
+
+    A data file's errors quote bits of it; a credential read as data would be quoted
+    into logs, the pod's termination message and the session's status. The check
+    compares real paths, so neither a symlink nor `..` gets around it.
+    """
+    real = Path(os.path.realpath(path))
+    for directory in credential_directories(credentials_dir):
+        for root in {directory.absolute(), Path(os.path.realpath(directory))}:
+            if real == root or real.is_relative_to(root) or path.absolute().is_relative_to(root):
+                raise CredentialPathError(
+                    f"{field}: {path} is in the credentials directory {directory.absolute()};"
+                    " credentials are never read as data: point it at a data file elsewhere"
+                )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,12 @@ class SessionMetrics:
         self._ready = Gauge(
             "kubetrade_ready", "1 when the runner is ready", ["session"], registry=r
         )
+        self._real_money = Gauge(
+            "kubetrade_real_money",
+            "1 when the session's broker can trade real money (a live venue, confirmed)",
+            ["session", "provider"],
+            registry=r,
+        )
         self.bars: dict[str, int] = {}  # per symbol
         self.last_bar: dict[str, int] = {}  # per symbol, ms
         self.orders: dict[str, int] = {}  # per status: orders that reached it
@@ -51,6 +57,10 @@ class SessionMetrics:
 
     def strategy_error(self) -> None:
         self.strategy_errors += 1
+
+    def trading(self, *, provider: str, real_money: bool) -> None:
+        """Say which broker the session trades through, and whether real money is at stake."""
+        self._real_money.labels(self.session, provider).set(1 if real_money else 0)
 
     def ready(self, value: bool) -> None:
         self._ready.labels(self.session).set(1 if value else 0)

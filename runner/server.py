@@ -64,6 +64,7 @@ class RunnerServer:
     async def _status(self, request: web.Request) -> web.Response:
         summary = dataclasses.asdict(self.engine.summary())
         summary["ready"] = self.engine.live
+        summary["real_money"] = self.engine.broker.is_live
         summary["last_bar_time"] = self._last_bar_time()
         health = self.engine.feed_health
         if health is not None:

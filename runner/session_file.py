@@ -233,6 +233,10 @@ def _message(error: ErrorDetails) -> str:
         return "is required but missing"
     if error["type"] == "too_short" and error.get("ctx", {}).get("min_length") == 1:
         return "must not be empty"
+    if error["type"] == "bool_type":
+        # Booleans are strict, as in the API server: "false", "no" or 0 never mean false
+        # silently, and nothing but an unquoted true confirms real money.
+        return f"must be true or false, unquoted (got {_show(error['input'])})"
     message = error["msg"].removeprefix("Value error, ")
     value = error["input"]
     if value is None or isinstance(value, str | int | float | bool):

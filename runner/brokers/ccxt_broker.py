@@ -117,7 +117,7 @@ class CcxtBroker:
         tuning: Tuning | None = None,
     ) -> None:
         self.name = settings.provider
-        self.is_live = not settings.sandbox
+        self.is_live = settings.live
         self._settings = settings
         self._tuning = tuning or Tuning()
         self._symbols = tuple(symbols)

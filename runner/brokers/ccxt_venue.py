@@ -18,7 +18,13 @@ import ccxt.async_support as ccxt
 
 from kubetrade.runner.brokers.base import BrokerError
 from kubetrade.runner.brokers.ccxt_errors import Backoff, Redactor
-from kubetrade.runner.spec import BinanceTradingConfig, CcxtConfig, TradingSpec
+from kubetrade.runner.spec import (
+    BinanceTradingConfig,
+    CcxtConfig,
+    TradingSpec,
+    host_of,
+    paper_host_allowed,
+)
 
 _WIRE_LOG = logging.getLogger("kubetrade.brokers.ccxt.wire")
 
@@ -41,6 +47,7 @@ class VenueSettings:
     quote_asset: str | None  # None: the quote of the session's markets
     recv_window_ms: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    live: bool = False  # real money is at stake (TradingSpec.is_live), confirmed by the user
 
     @classmethod
     def from_spec(cls, trading: TradingSpec) -> VenueSettings:
@@ -53,6 +60,7 @@ class VenueSettings:
                 rest_url=config.rest_url,
                 quote_asset=config.quote_asset,
                 recv_window_ms=config.recv_window_ms,
+                live=trading.is_live,
             )
         if isinstance(config, CcxtConfig):
             return cls(
@@ -62,6 +70,7 @@ class VenueSettings:
                 rest_url=config.rest_url,
                 quote_asset=None,
                 options=dict(config.options),
+                live=trading.is_live,
             )
         raise BrokerError(f"spec.trading.provider: {trading.provider!r} is not a ccxt provider")
 
@@ -137,6 +146,8 @@ def build_exchange(
     exchange.logger = _RedactingLog(redactor)
     if settings.sandbox:
         try:
+            if not exchange.urls.get("test"):  # some exchanges list test: None
+                raise ccxt.NotSupported(settings.exchange_id)
             exchange.set_sandbox_mode(True)
         except ccxt.NotSupported:
             raise BrokerError(
@@ -145,7 +156,46 @@ def build_exchange(
             ) from None
     if settings.rest_url:
         exchange.urls["api"] = _rebase(exchange.urls["api"], settings.rest_url.rstrip("/"))
+    if not settings.live:
+        _check_paper_endpoints(exchange, settings, test_hosts=_hosts(exchange_class().urls))
     return exchange
+
+
+def _hosts(urls: Any, *, key: str = "test") -> set[str]:
+    """Every host named under `urls[key]` of a ccxt exchange's URL table."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            found.add(host_of(value))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(urls.get(key) if isinstance(urls, dict) else None)
+    return found
+
+
+def _check_paper_endpoints(exchange: Any, settings: VenueSettings, *, test_hosts: set[str]) -> None:
+    """Refuse a paper client whose endpoints are not its exchange's sandbox or a test host.
+
+    The spec already counts every override it can see as a route to real money; this
+    checks the client as built, whatever option or library default put a URL there.
+    Hosts are compared with ccxt's `{hostname}` placeholder filled in, as requests are.
+    """
+    hostname = str(getattr(exchange, "hostname", "") or "")
+    default_hostname = str(getattr(type(exchange)(), "hostname", "") or "")
+    allowed = {host.replace("{hostname}", default_hostname) for host in test_hosts}
+    for host in sorted(_hosts(exchange.urls, key="api")):
+        actual = host.replace("{hostname}", hostname)
+        if actual in allowed or paper_host_allowed(settings.provider, actual):
+            continue
+        raise BrokerError(
+            f"spec.trading: provider {settings.provider!r} is for play money, but its client"
+            f" would send requests to {actual!r}, which is not {settings.exchange_id}'s sandbox"
+            " or a test host; remove the setting that points there, or set"
+            " spec.trading.confirmLive: true if you mean real money"
+        )
 
 
 def rest_endpoint(exchange: Any) -> str:

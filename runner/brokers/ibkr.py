@@ -65,6 +65,8 @@ from kubetrade.runner.spec import IbkrConfig, TradingSpec
 
 log = logging.getLogger("kubetrade.brokers.ibkr")
 
+# Interactive Brokers gives paper trading accounts ids that start with DU.
+PAPER_ACCOUNT_PREFIX = "DU"
 _IB_LOGGERS = ("ib_async.client", "ib_async.wrapper", "ib_async.ib", "ib_async.Decoder")
 
 
@@ -93,6 +95,7 @@ class IbkrBroker:
     config: IbkrConfig
     name: str = "ibkr-paper"
     is_live: bool = False
+    paper_only: bool = True  # ibkr-paper: refuse any login that manages a live account
     precision: int = 8
     ack_timeout: float = 5.0  # how long submit and cancel wait for IB's answer
     market_fill_timeout: float = 5.0  # how long submit waits for a market order to fill
@@ -270,7 +273,9 @@ class IbkrBroker:
             account=cfg.account or "",
             fetchFields=fetch,
         )
-        account = self._choose_account(self.ib.managedAccounts())
+        managed = self.ib.managedAccounts()
+        account = self._choose_account(managed)
+        self._check_account_kind(managed, account)
         if not self.account_id:
             self.account_id = account
             self._mask(account)
@@ -291,6 +296,28 @@ class IbkrBroker:
             raise ConnectionError("the connection dropped while synchronizing")
         self._connected = True
         self._news.set()
+
+    def _check_account_kind(self, managed: list[str], account: str) -> None:
+        """ibkr-paper trades only where every account is paper; ibkr-live never on paper.
+
+        The port says little (gateways remap it); the accounts the login manages say
+        what money is at stake. IB's paper account ids start with DU.
+        """
+        paper = [account.startswith(PAPER_ACCOUNT_PREFIX) for account in managed]
+        if self.paper_only and not all(paper):
+            live = sum(1 for is_paper in paper if not is_paper)
+            raise BrokerError(
+                f"{self.name}: this TWS/IB Gateway login manages {live} live account(s)"
+                f" (paper accounts start with {PAPER_ACCOUNT_PREFIX}); refusing to trade."
+                " Log the gateway in to a paper account, or use provider ibkr-live with"
+                " spec.trading.confirmLive: true for real money"
+            )
+        if not self.paper_only and account.startswith(PAPER_ACCOUNT_PREFIX):
+            raise BrokerError(
+                f"{self.name}: the account this session would trade is a paper account"
+                f" (its id starts with {PAPER_ACCOUNT_PREFIX}); use provider ibkr-paper for"
+                " paper trading, or log the gateway in to the live account"
+            )
 
     def _choose_account(self, managed: list[str]) -> str:
         wanted = self.config.account
@@ -490,5 +517,9 @@ def create(trading: TradingSpec, *, precision: int, credentials: Credentials) ->
     if not isinstance(config, IbkrConfig):
         raise BrokerError(f"spec.trading.provider: {trading.provider!r} is not an ibkr provider")
     return IbkrBroker(
-        config=config, name=trading.provider, is_live=trading.is_live, precision=precision
+        config=config,
+        name=trading.provider,
+        is_live=trading.is_live,
+        paper_only=trading.provider == "ibkr-paper",
+        precision=precision,
     )

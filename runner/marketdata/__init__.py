@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubetrade.runner.credentials import load_credentials
+from kubetrade.runner.credentials import load_credentials, refuse_credential_path
 from kubetrade.runner.domain import datetime_to_ms
 from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
 from kubetrade.runner.marketdata.replay import ReplayProvider
@@ -26,8 +26,12 @@ def create_market_data(
     symbols = tuple(spec.symbols)
     if isinstance(config, ReplayConfig):
         path = Path(config.path)
+        path = path if path.is_absolute() else base_dir / path
+        refuse_credential_path(
+            path, field="spec.marketData.config.path", credentials_dir=credentials_dir
+        )
         replay = ReplayProvider(
-            path=path if path.is_absolute() else base_dir / path,
+            path=path,
             symbols=symbols,
             interval_ms=spec.interval_ms,
             speed=config.speed,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from kubetrade.runner.domain import Bar, format_ms
+from kubetrade.runner.excerpt import excerpt
 from kubetrade.runner.marketdata.base import MarketDataError
 
 if TYPE_CHECKING:
@@ -289,7 +290,7 @@ def _columns(path: Path, place: str, header: Sequence[str]) -> list[int]:
         if key in COLUMNS:
             if key in found:
                 raise MarketDataError(
-                    f"{path}: {place}, column {name!r}: the column {key!r} appears "
+                    f"{path}: {place}, column {excerpt(name)}: the column {key!r} appears "
                     "twice (names are case-insensitive); keep one of them"
                 )
             found[key] = index
@@ -297,7 +298,8 @@ def _columns(path: Path, place: str, header: Sequence[str]) -> list[int]:
     if missing:
         raise MarketDataError(
             f"{path}: missing column(s) {', '.join(missing)} (the header has "
-            f"{', '.join(repr(h) for h in header) or 'nothing'}); a replay file needs the columns "
+            f"{', '.join(excerpt(h) for h in header[:20]) or 'nothing'}); a replay file needs the"
+            " columns "
             "time, symbol, open, high, low, close, volume in any order and case (symbol may be "
             "left out when the session has one symbol)"
         )
@@ -423,7 +425,7 @@ def _build(source: _Rows, *, symbols: tuple[str, ...], interval_ms: int) -> _Loa
     times: dict[str, list[int]] = {}
     for symbol, bars in by_symbol.items():
         if not bars:
-            listed = ", ".join(sorted(others)[:20]) or "none"
+            listed = ", ".join(excerpt(other) for other in sorted(others)[:20]) or "none"
             raise MarketDataError(
                 f"{path}: no rows for the session's symbol {symbol!r} (other symbols in the "
                 f"file: {listed}); fix the session's symbols or add its rows "
@@ -499,10 +501,10 @@ def _number(value: object, column: str) -> float:
         number = float(value)  # type: ignore[arg-type]  # str, int, float or Decimal; else below
     except (ValueError, TypeError):
         text = _text(value)
-        what = "is empty" if not text else f"{text!r} is not a number"
+        what = "is empty" if not text else f"{excerpt(text)} is not a number"
         raise _CellError(column, f"{what}; write a plain decimal number such as 101.25") from None
     if not math.isfinite(number) or isinstance(value, bool):
-        raise _CellError(column, f"{value!r} is not a finite number; write a real value")
+        raise _CellError(column, f"{excerpt(value)} is not a finite number; write a real value")
     return number
 
 
@@ -520,7 +522,8 @@ def _epoch(value: int) -> int:
         return value
     raise _CellError(
         "time",
-        f"{value} looks like micro- or nanoseconds since the epoch; write epoch milliseconds "
+        f"{excerpt(value)} looks like micro- or nanoseconds since the epoch; write epoch"
+        " milliseconds "
         "or seconds, or ISO-8601",
     )
 
@@ -537,7 +540,9 @@ def _time(value: object) -> int:
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
-            raise _CellError("time", f"{value.strip()!r} is not a time" + _BAD_TIME) from None
+            raise _CellError(
+                "time", f"{excerpt(value.strip())} is not a time" + _BAD_TIME
+            ) from None
         return _datetime_ms(parsed)
     if isinstance(value, _TimestampValue):
         if value.value is None:
@@ -549,18 +554,18 @@ def _time(value: object) -> int:
             raise _CellError("time", "the timestamp has sub-millisecond digits" + _BAD_TIME)
         return ms
     if isinstance(value, bool) or value is None:
-        raise _CellError("time", f"{value!r} is not a time" + _BAD_TIME)
+        raise _CellError("time", f"{excerpt(value)} is not a time" + _BAD_TIME)
     if isinstance(value, int):
         return _epoch(value)
     if isinstance(value, float):
         if not value.is_integer():
-            raise _CellError("time", f"{value!r} is not a whole epoch count" + _BAD_TIME)
+            raise _CellError("time", f"{excerpt(value)} is not a whole epoch count" + _BAD_TIME)
         return _epoch(int(value))
     if isinstance(value, datetime):
         return _datetime_ms(value)
     if isinstance(value, date):
         return _datetime_ms(datetime(value.year, value.month, value.day))
-    raise _CellError("time", f"{value!r} is not a time" + _BAD_TIME)
+    raise _CellError("time", f"{excerpt(value)} is not a time" + _BAD_TIME)
 
 
 def _datetime_ms(value: datetime) -> int:

@@ -22,7 +22,8 @@ The checks come in three kinds:
 
 The package is split by role: `fields` (single-field formats and the errors
 every check raises), `base` (the base model and the rule type), `rules`,
-`providers` (each provider's config model) and `document` (the document and
+`providers` (each provider's config model), `venues` (which endpoints a
+paper provider may reach) and `document` (the document and
 its JSON schema). Import from here.
 
 Secrets never live here: there is no credential field anywhere, and a provider
@@ -78,17 +79,29 @@ from kubetrade.runner.spec.rules import (
     REPLAY_FORMAT_KNOWN,
     WARMUP_WITHIN_CACHE,
 )
+from kubetrade.runner.spec.venues import (
+    IBKR_LIVE_PORTS,
+    TESTNET_HOSTS,
+    LiveRoute,
+    host_of,
+    is_test_host,
+    paper_host_allowed,
+    paper_live_routes,
+    url_pattern,
+)
 
 __all__ = [
     "API_VERSION",
     "BACKOFF_ORDERED",
     "CROSS_FIELD_RULES",
     "GROUP",
+    "IBKR_LIVE_PORTS",
     "KIND",
     "LIVE_TRADING_CONFIRMED",
     "MARKET_DATA_CONFIGS",
     "ONE_STRATEGY_SOURCE",
     "REPLAY_FORMAT_KNOWN",
+    "TESTNET_HOSTS",
     "TRADING_CONFIGS",
     "VERSION",
     "WARMUP_WITHIN_CACHE",
@@ -102,6 +115,7 @@ __all__ = [
     "IbkrConfig",
     "IbkrLiveConfig",
     "Interval",
+    "LiveRoute",
     "LiveTradingSession",
     "MarketDataConfig",
     "MarketDataProvider",
@@ -122,6 +136,11 @@ __all__ = [
     "TradingConfig",
     "TradingProvider",
     "TradingSpec",
+    "host_of",
+    "is_test_host",
     "json_schema",
     "looks_like_credential",
+    "paper_host_allowed",
+    "paper_live_routes",
+    "url_pattern",
 ]

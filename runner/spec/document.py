@@ -8,6 +8,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -28,9 +29,12 @@ from kubetrade.runner.spec.fields import (
     problem,
 )
 from kubetrade.runner.spec.providers import (
+    LIVE_PROVIDERS,
     MARKET_DATA_CONFIGS,
     TRADING_CONFIGS,
+    BinanceTradingConfig,
     CcxtConfig,
+    IbkrConfig,
     MarketDataConfig,
     MarketDataProvider,
     TradingConfig,
@@ -42,6 +46,7 @@ from kubetrade.runner.spec.rules import (
     ONE_STRATEGY_SOURCE,
     WARMUP_WITHIN_CACHE,
 )
+from kubetrade.runner.spec.venues import LiveRoute, paper_live_routes
 
 GROUP: Final = "kubetrade.io"
 VERSION: Final = "v1alpha1"
@@ -143,10 +148,12 @@ class TradingSpec(Model):
         " clientId, account, exchange, currency, connectTimeoutSeconds; ccxt: exchange,"
         " sandbox, restUrl, options). Never credentials.",
     )
-    confirm_live: bool = Field(
+    confirm_live: StrictBool = Field(
         default=False,
-        description="Must be true for a provider that trades real money (binance-live,"
-        " ibkr-live, ccxt with sandbox false).",
+        description="Must be true for a session that can reach real money: binance-live,"
+        " ibkr-live, ccxt with sandbox false, and a paper provider whose restUrl, ccxt"
+        " options URL or hostname leads anywhere but its testnet or a loopback, localhost,"
+        " *.localhost or *.test host, or whose IB port is a live one (7496, 4001).",
     )
     credentials_secret_ref: SecretRef | None = Field(
         default=None,
@@ -165,14 +172,30 @@ class TradingSpec(Model):
         return TRADING_CONFIGS[self.provider].model_validate(self.config)
 
     @property
+    def live_routes(self) -> list[LiveRoute]:
+        """Settings by which a paper provider would reach a live venue (see spec.venues)."""
+        if self.provider in LIVE_PROVIDERS:
+            return []
+        config = self.parsed()
+        if isinstance(config, BinanceTradingConfig):
+            return paper_live_routes(self.provider, rest_url=config.rest_url)
+        if isinstance(config, CcxtConfig) and config.sandbox:
+            return paper_live_routes(
+                self.provider, rest_url=config.rest_url, options=config.options
+            )
+        if isinstance(config, IbkrConfig):
+            return paper_live_routes(self.provider, port=config.port)
+        return []
+
+    @property
     def is_live(self) -> bool:
-        """Whether this provider trades real money."""
-        if self.provider in ("binance-live", "ibkr-live"):
+        """Whether any route of this session reaches real money."""
+        if self.provider in LIVE_PROVIDERS:
             return True
-        if self.provider == "ccxt":
-            config = self.parsed()
-            return isinstance(config, CcxtConfig) and not config.sandbox
-        return False
+        config = self.parsed()
+        if isinstance(config, CcxtConfig) and not config.sandbox:
+            return True
+        return bool(self.live_routes)
 
 
 class RiskSpec(Model):
@@ -192,7 +215,7 @@ class RiskSpec(Model):
         gt=0,
         description="Loss within one UTC day after which new orders are refused.",
     )
-    allow_short: bool = Field(default=False, description="Allow selling more than is held.")
+    allow_short: StrictBool = Field(default=False, description="Allow selling more than is held.")
 
 
 class EngineSpec(Model):
@@ -253,7 +276,7 @@ class SessionSpec(Model):
     trading: TradingSpec = Field(description="The broker provider and its settings.")
     risk: RiskSpec = Field(default_factory=RiskSpec, description="Pre-trade limits.")
     engine: EngineSpec = Field(default_factory=EngineSpec, description="Engine settings.")
-    suspend: bool = Field(
+    suspend: StrictBool = Field(
         default=False, description="Stop the runner and keep the session's state."
     )
     restart_nonce: str = Field(

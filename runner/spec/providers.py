@@ -6,7 +6,15 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, Field, JsonValue, ValidationError, ValidationInfo
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    JsonValue,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_core import InitErrorDetails
 
 from kubetrade.runner.spec.base import Model
@@ -29,6 +37,8 @@ MarketDataProvider = Literal["replay", "synthetic", "binance", "polygon"]
 TradingProvider = Literal[
     "paper", "binance-paper", "binance-live", "ibkr-paper", "ibkr-live", "ccxt"
 ]
+# Providers that trade real money by their nature, whatever their config says.
+LIVE_PROVIDERS: Final = frozenset({"binance-live", "ibkr-live"})
 
 
 class ReplayConfig(Model):
@@ -49,7 +59,7 @@ class ReplayConfig(Model):
         ge=0,
         description="0 replays as fast as possible; N replays at N times real time.",
     )
-    loop: bool = Field(
+    loop: StrictBool = Field(
         default=False, description="Start over from the first bar after the last one."
     )
 
@@ -109,7 +119,7 @@ class BackoffConfig(Model):
 class BinanceMarketDataConfig(BackoffConfig):
     """Streams closed klines from Binance's websocket, backfilling gaps over REST."""
 
-    use_testnet: bool = Field(default=False, description="Use Binance's testnet endpoints.")
+    use_testnet: StrictBool = Field(default=False, description="Use Binance's testnet endpoints.")
     ws_url: WebSocketUrl = Field(
         default=None, description="Websocket base URL; null uses Binance's."
     )
@@ -197,7 +207,7 @@ class CcxtConfig(Model):
     """Trades on any exchange the ccxt library supports."""
 
     exchange: CcxtExchangeId = Field(description="ccxt exchange id, e.g. binance, kraken, okx.")
-    sandbox: bool = Field(
+    sandbox: StrictBool = Field(
         default=True, description="Use the exchange's sandbox; false trades real money."
     )
     rest_url: HttpUrl = Field(default=None, description="REST base URL; null uses the exchange's.")

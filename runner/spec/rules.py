@@ -34,6 +34,17 @@ def _one_strategy_source(strategy: StrategySpec) -> str | None:
 def _live_trading_confirmed(trading: TradingSpec) -> str | None:
     if not trading.is_live or trading.confirm_live:
         return None
+    routes = trading.live_routes
+    if routes:
+        # A paper provider pointed elsewhere: name each setting and the host it reaches
+        # (never the whole URL, which may carry user:password).
+        where = "; ".join(
+            f"spec.trading.{route.field} reaches {route.why} ({route.fix})" for route in routes
+        )
+        return (
+            f"provider {trading.provider!r} is for play money, but {where}, which can be a"
+            " live venue trading real money; set spec.trading.confirmLive: true if you mean it"
+        )
     what = f"provider {trading.provider!r}"
     if trading.provider == "ccxt":
         what += " with config.sandbox: false"

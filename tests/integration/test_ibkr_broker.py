@@ -30,6 +30,7 @@ KUBETRADE = Path(sys.executable).parent / "kubetrade"
 ACME = Listing("ACME", 1001, primary_exchange="NASDAQ", long_name="Acme Corp")
 BRK_B = Listing("BRK B", 1002, primary_exchange="NYSE")
 CLIENT_ID = 7
+LIVE_ACCOUNT = "U1234567"  # IB's live account ids do not start with DU
 SETTLE_S = 10.0  # a liveness guard for conditions that hold within milliseconds
 
 BrokerFactory = Callable[..., Awaitable[IbkrBroker]]
@@ -153,6 +154,59 @@ async def test_unreachable_gateway_and_unmanaged_account_are_clear_errors(
     await server.refuse()
     with pytest.raises(BrokerError, match=rf"127\.0\.0\.1:{server.port}.*Connect call failed"):
         await make_broker(clientId=8)
+
+
+async def _connect_as(provider: str, server: TwsServer, **config: object) -> IbkrBroker:
+    trading = TradingSpec.model_validate(
+        {
+            "provider": provider,
+            "confirmLive": provider == "ibkr-live",
+            "config": {"port": server.port, "clientId": 12, "connectTimeoutSeconds": 2, **config},
+        }
+    )
+    broker = create_broker(trading, precision=8)
+    assert isinstance(broker, IbkrBroker)
+    try:
+        await broker.connect()
+    except BaseException:
+        await broker.close()
+        raise
+    return broker
+
+
+@pytest.mark.parametrize(
+    "accounts",
+    [[LIVE_ACCOUNT], [ACCOUNT, LIVE_ACCOUNT]],
+    ids=["a live account", "a paper and a live account"],
+)
+async def test_ibkr_paper_refuses_a_login_that_manages_a_live_account(
+    server: TwsServer, accounts: list[str]
+) -> None:
+    server.accounts = accounts
+    with pytest.raises(BrokerError, match="live account") as refused:
+        await _connect_as("ibkr-paper", server, account=accounts[0])
+    message = str(refused.value)
+    assert "ibkr-paper" in message and "paper accounts start with DU" in message
+    assert LIVE_ACCOUNT not in message
+    assert server.orders == []
+
+
+async def test_ibkr_live_refuses_a_paper_account(server: TwsServer) -> None:
+    server.accounts = [ACCOUNT]
+    with pytest.raises(BrokerError, match="is a paper account") as refused:
+        await _connect_as("ibkr-live", server)
+    assert ACCOUNT not in str(refused.value)
+
+
+async def test_each_ibkr_provider_connects_to_its_own_kind_of_account(server: TwsServer) -> None:
+    server.accounts = [ACCOUNT]
+    paper = await _connect_as("ibkr-paper", server)
+    assert paper.account_id == ACCOUNT and not paper.is_live
+    await paper.close()
+    server.accounts = [LIVE_ACCOUNT]
+    live = await _connect_as("ibkr-live", server)
+    assert live.account_id == LIVE_ACCOUNT and live.is_live
+    await live.close()
 
 
 # ---------------------------------------------------------------------------- orders
@@ -369,11 +423,12 @@ async def test_live_provider_logs_every_order_and_never_the_account_above_info(
     server: TwsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    server.accounts = [LIVE_ACCOUNT]  # ibkr-live refuses a paper account
     trading = TradingSpec.model_validate(
         {
             "provider": "ibkr-live",
             "confirmLive": True,
-            "config": {"port": server.port, "clientId": 9, "account": ACCOUNT},
+            "config": {"port": server.port, "clientId": 9, "account": LIVE_ACCOUNT},
         }
     )
     broker = create_broker(trading, precision=8)
@@ -393,8 +448,8 @@ async def test_live_provider_logs_every_order_and_never_the_account_above_info(
         assert any(ref in r.getMessage() and "ibkr-live" in r.getMessage() for r in order_lines)
     loud = [r for r in caplog.records if r.levelno > logging.INFO]
     assert loud, "expected warnings and errors to check"
-    assert not [r.getMessage() for r in loud if ACCOUNT in r.getMessage()]
-    assert any("******321" in r.getMessage() for r in loud)
+    assert not [r.getMessage() for r in loud if LIVE_ACCOUNT in r.getMessage()]
+    assert any("*****567" in r.getMessage() for r in loud)
 
 
 # ----------------------------------------------------------------- kubetrade run, end to end

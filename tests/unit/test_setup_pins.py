@@ -102,9 +102,7 @@ def local_installs_in_script(path: Path) -> list[str]:
 
 
 def _scripts() -> list[Path]:
-    return sorted(
-        [*ROOT.glob("scripts/*.sh"), *ROOT.glob("strategies/*.sh"), ROOT / ".ci" / "run"]
-    )
+    return sorted([*ROOT.glob("scripts/*.sh"), *ROOT.glob("strategies/*.sh"), ROOT / ".ci" / "run"])
 
 
 def test_constraints_resolve_from_the_registry() -> None:
