@@ -698,8 +698,8 @@ def test_notes_say_what_to_do_next_and_how_to_upgrade_the_crd(helm: Path, tmp_pa
     assert (ROOT / "examples" / "k8s" / "session.yaml").is_file()
     assert f"helm test {RELEASE} -n {NAMESPACE}" in notes
     assert "never" in notes.lower() and "CRD" in notes
-    assert "kubectl apply --server-side --force-conflicts -f <chart directory>/crds/" in notes
-    assert "kubectl apply --server-side --force-conflicts -f crds/" in notes
+    assert "kubectl apply --server-side -f <chart directory>/crds/" in notes
+    assert "kubectl apply --server-side -f crds/" in notes
     assert "imagePullSecrets" not in notes
     namespaced = _notes(
         helm, tmp_path / "2", "--set", "watchNamespaces={trading},imagePullSecrets[0].name=reg"
