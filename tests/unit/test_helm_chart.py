@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import tomllib
 from collections.abc import Iterator, Sequence
@@ -122,6 +123,33 @@ def test_helm_reports_the_pinned_version(helm: Path) -> None:
     result = run_helm(helm, "version", "--short")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == pinned.group(1)
+
+
+def test_a_second_build_reuses_the_cached_helm(helm: Path) -> None:
+    built = helm.stat()
+    again = subprocess.run(
+        [str(ROOT / "scripts" / "build-helm.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    # The same binary, untouched, and nothing but its path on stdout.
+    assert again.stdout == f"{helm}\n"
+    assert again.stderr == ""
+    assert (helm.stat().st_mtime_ns, helm.stat().st_ino) == (built.st_mtime_ns, built.st_ino)
+
+
+def test_the_packaged_chart_holds_the_crd_and_renders(helm: Path, tmp_path: Path) -> None:
+    result = run_helm(helm, "package", str(CHART), "--destination", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (archive,) = tmp_path.glob("kubetrade-*.tgz")
+    assert archive.name == "kubetrade-0.1.0.tgz"
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile(f"kubetrade/crds/{CRD_FILE}")
+        assert member is not None
+        assert member.read() == (ROOT / "crds" / CRD_FILE).read_bytes()
+    assert one(render(helm, chart=archive), "Deployment")["spec"]["replicas"] == 1
 
 
 def test_chart_version_is_the_package_version() -> None:
