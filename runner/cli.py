@@ -40,6 +40,7 @@ from kubetrade.runner.session_file import (
     session_from_flags,
 )
 from kubetrade.runner.spec import json_schema
+from kubetrade.runner.statedir import StateDirError, lock_state_dir
 from kubetrade.runner.strategy.host import StrategyLoadError
 
 log = logging.getLogger("kubetrade.cli")
@@ -53,6 +54,7 @@ _SETUP_ERRORS = (
     CredentialsError,
     CredentialPathError,
     JournalError,
+    StateDirError,
 )
 
 
@@ -204,6 +206,21 @@ def _load(args: argparse.Namespace) -> LoadedSession:
 def _run(args: argparse.Namespace) -> int:
     try:
         loaded = _load(args)
+        # One runner per state directory: locked before anything in it is touched, held
+        # while this process runs (the kernel drops it when the process dies, kill -9 too).
+        lock = lock_state_dir(args.state_dir) if args.state_dir is not None else None
+    except _SETUP_ERRORS as exc:
+        print(f"kubetrade: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run_loaded(args, loaded)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_loaded(args: argparse.Namespace, loaded: LoadedSession) -> int:
+    try:
         engine = build_engine(
             loaded,
             RunOptions(
