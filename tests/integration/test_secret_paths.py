@@ -148,7 +148,7 @@ def test_a_credentials_directory_is_never_read_as_data(
         ),
         (f"time,open,{SECRET},low,close,volume\n", "a column name"),
     ],
-    ids=lambda value: value if isinstance(value, str) and len(value) < 20 else None,
+    ids=["header", "time", "price", "symbol", "column name"],
 )
 def test_a_data_file_error_quotes_no_long_value(tmp_path: Path, content: str, where: str) -> None:
     # A key copied into a file that is not in any credentials directory: its errors
