@@ -16,6 +16,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from operator import attrgetter
 
+# The span of bar times kubetrade accepts: every market's history and any plausible
+# future, and nothing a date library cannot print (year -1200, a 5,000-digit epoch).
+EARLIEST_TIME_MS = -2_208_988_800_000  # 1900-01-01T00:00:00Z
+LATEST_TIME_MS = 7_258_118_400_000  # 2200-01-01T00:00:00Z (exclusive)
+# Bounds on a bar's figures, so that no price times a quantity, nor a sum of volumes,
+# can overflow to infinity; far beyond any market's.
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e18
+
 
 def ms_to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)

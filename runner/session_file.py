@@ -15,6 +15,7 @@ duplicate keys are refused instead of silently keeping the last one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -75,10 +76,13 @@ def load_session(path: Path | str) -> LoadedSession:
     path = Path(path)
     source = str(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:  # no more than the limit, whatever the file holds
+            raw = handle.read(MAX_DOCUMENT_BYTES + 4)
     except OSError as exc:
         problem = Problem("", f"cannot read the file: {exc.strerror or exc}")
         raise SessionError(source, [problem]) from None
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise SessionError(source, [_too_big(len(raw), "bytes")])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -121,7 +125,7 @@ def validate_document(document: object, *, source: str) -> LiveTradingSession:
         )
     # A wrong apiVersion or kind means this is some other document: its other
     # differences from a session would only bury the one message that matters.
-    problems = _type_problems(document)
+    problems = _type_problems(document) or _non_finite_problems(document)
     if problems:
         raise SessionError(source, problems)
     try:
@@ -249,6 +253,28 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _non_finite_problems(document: object) -> list[Problem]:
+    """Every .inf or .nan anywhere in the document, free-form configs included, and any
+    nesting beyond MAX_DEPTH (a document from the API server was never parsed here).
+
+    Iterative, so no document can exhaust the interpreter's stack.
+    """
+    problems = []
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(document, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            shown = ".nan" if math.isnan(value) else "-.inf" if value < 0 else ".inf"
+            problems.append(Problem(format_path(loc), f"must be a finite number, not {shown}"))
+        elif isinstance(value, Mapping | list):
+            if len(loc) >= MAX_DEPTH:
+                return [Problem(format_path(loc), f"nested deeper than {MAX_DEPTH} levels")]
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for key, item in items:
+                stack.append((item, (*loc, key if isinstance(key, int) else str(key))))
+    return sorted(problems, key=lambda problem: problem.path)
+
+
 def _kind_of(value: object) -> str:
     if isinstance(value, list):
         return "a list"
@@ -344,9 +370,66 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+# Bounds on a document, checked on the parser's events before anything is built: a
+# session comes from whoever may create sessions, and a small YAML file can describe an
+# enormous or endlessly deep object. 1.5 MiB is the API server's own request limit.
+MAX_DOCUMENT_BYTES: Final = 1_572_864
+MAX_DEPTH: Final = 64  # nesting of mappings and lists
+MAX_NODES: Final = 100_000  # scalars, mappings and lists together
+MAX_NUMBER_DIGITS: Final = 40  # an integer or float literal; longer ones are strings in error
+_NUMBER: Final = re.compile(r"[-+]?(\.?[0-9][0-9_]*)([.eE][-+0-9_.eE]*)?")
+
+
+def _too_big(size: int, unit: str) -> Problem:
+    shown = f"{size:,}" if size <= MAX_DOCUMENT_BYTES + 3 else f"over {MAX_DOCUMENT_BYTES:,}"
+    return Problem(
+        "",
+        f"the document is {shown} {unit}; at most {MAX_DOCUMENT_BYTES:,} (1.5 MiB, the API"
+        " server's limit) are read: move bulky data out of the session",
+    )
+
+
+def _bounds_problem(text: str) -> Problem | None:
+    """Why `text` is too big, deep or tricky to build as a document, or None."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        return _too_big(len(text), "characters")
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent):
+            # An alias is a reference: a few of them nest into billions of nodes.
+            return Problem(
+                "",
+                f"line {line}: YAML aliases (*{event.anchor}) are not accepted in a session;"
+                " write the value out where it is used",
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            nodes += 1
+            if depth > MAX_DEPTH:
+                return Problem("", f"line {line}: nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            value = event.value
+            if event.style is None and len(value) > MAX_NUMBER_DIGITS and _NUMBER.fullmatch(value):
+                return Problem(
+                    "",
+                    f"line {line}: a number of {len(value)} characters; numbers have at most"
+                    f" {MAX_NUMBER_DIGITS} (quote it if it is text)",
+                )
+        if nodes > MAX_NODES:
+            return Problem("", f"more than {MAX_NODES:,} values; a session is far smaller")
+    return None
+
+
 def _load_yaml(text: str, *, source: str, what: str) -> object:
     """The one document in `text` (None if there is none), or a SessionError."""
     try:
+        problem = _bounds_problem(text)
+        if problem is not None:
+            raise SessionError(source, [problem])
         documents = [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
     except yaml.YAMLError as exc:
         raise SessionError(source, [_yaml_problem(exc)]) from None
@@ -379,7 +462,11 @@ def _yaml_problem(exc: yaml.YAMLError) -> Problem:
 def _load_config_file(path: Path, *, flag: str, shown: str) -> dict[str, Any]:
     where = f"{flag} {shown}"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with path.open("rb") as handle:  # no more than the limit, whatever the file holds
+            raw = handle.read(MAX_DOCUMENT_BYTES + 4)
+        if len(raw) > MAX_DOCUMENT_BYTES:
+            raise SessionError(where, [Problem(where, str(_too_big(len(raw), "bytes")))])
+        text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SessionError(where, [Problem(where, f"cannot read the file: {reason}")]) from None

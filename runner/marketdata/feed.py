@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from kubetrade.runner.domain import Bar
+from kubetrade.runner.domain import EARLIEST_TIME_MS, LATEST_TIME_MS, MAX_PRICE, MAX_VOLUME, Bar
 from kubetrade.runner.marketdata.backfill import Cursors
 from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.connection import FeedTimeouts, close_quietly, describe
@@ -81,10 +80,16 @@ def checked_bar(symbol: str, time: int, *ohlcv: object) -> Bar:
     """A Bar from wire values (numbers or decimal strings); MalformedFrame for nonsense."""
     try:
         o, h, l, c, v = (float(x) for x in ohlcv)  # type: ignore[arg-type]  # noqa: E741
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond floats
         raise MalformedFrame from None
-    # NaN fails every comparison, so it is refused here as well.
-    if not (0 < l <= min(o, c) and max(o, c) <= h < math.inf and 0 <= v < math.inf):
+    # NaN fails every comparison, so it is refused here as well; the bounds are the
+    # replay files' (no product of a price and a quantity can overflow, any time prints).
+    if not (
+        0 < l <= min(o, c)
+        and max(o, c) <= h <= MAX_PRICE
+        and 0 <= v <= MAX_VOLUME
+        and EARLIEST_TIME_MS <= time < LATEST_TIME_MS
+    ):
         raise MalformedFrame
     return Bar(symbol, time, o, h, l, c, v)
 

@@ -349,6 +349,6 @@ def _part(event: dict[str, Any]) -> Part:
             raise MalformedFrame
         bar = checked_bar("", start, event["o"], event["h"], event["l"], event["c"], event["v"])
         day_volume = float(event["av"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise MalformedFrame from None
     return Part(start, end, bar.open, bar.high, bar.low, bar.close, bar.volume, day_volume)

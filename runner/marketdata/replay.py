@@ -40,7 +40,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from kubetrade.runner.domain import Bar, format_ms
+from kubetrade.runner.domain import (
+    EARLIEST_TIME_MS,
+    LATEST_TIME_MS,
+    MAX_PRICE,
+    MAX_VOLUME,
+    Bar,
+    format_ms,
+)
 from kubetrade.runner.excerpt import excerpt
 from kubetrade.runner.marketdata.base import MarketDataError
 
@@ -60,6 +67,7 @@ YIELD_EVERY = 128
 COLUMNS = ("time", "symbol", "open", "high", "low", "close", "volume")
 _PRICES = ("open", "high", "low", "close")
 _ORDER = ("time", *_PRICES, "volume", "symbol")  # the order of a row's cells once read
+_LONGEST_TIME = 40  # characters: 2024-03-01T14:00:00.123456+05:30 is 32
 _SECONDS_BELOW = 10**11
 _MILLIS_BELOW = 10**14
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -450,6 +458,12 @@ def _gc_paused() -> Iterator[None]:
 def _bar(symbol: str, cells: Sequence[object], interval_ms: int) -> Bar:
     """One checked bar from its cells (time, open, high, low, close, volume, ...)."""
     time = _time(cells[0])
+    if not EARLIEST_TIME_MS <= time < LATEST_TIME_MS:
+        raise _CellError(
+            "time",
+            f"{_show_time(time)} is outside the years 1900 to 2199 that kubetrade reads;"
+            " check the column's unit (epoch milliseconds or seconds, or ISO-8601)",
+        )
     rest = time % interval_ms
     if rest:
         raise _CellError(
@@ -467,6 +481,11 @@ def _bar(symbol: str, cells: Sequence[object], interval_ms: int) -> Bar:
     )
     if not (0 < low <= open_ <= high and low <= close <= high and volume >= 0):
         _explain(open_, high, low, close, volume)  # raises, naming the first broken rule
+    # Bounded so that no price times a quantity, or sum of volumes, can overflow.
+    if high > MAX_PRICE:
+        raise _CellError("high", f"price {high!r} is above {MAX_PRICE:g}; check the column's unit")
+    if volume > MAX_VOLUME:
+        raise _CellError("volume", f"volume {volume!r} is above {MAX_VOLUME:g}")
     return Bar(symbol, time, open_, high, low, close, volume)
 
 
@@ -531,6 +550,8 @@ def _epoch(value: int) -> int:
 def _time(value: object) -> int:
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > _LONGEST_TIME:  # also keeps int() off a 5,000-digit string
+            raise _CellError("time", f"{excerpt(text)} is not a time" + _BAD_TIME)
         if _INTEGER.fullmatch(text):
             return _epoch(int(text))
         if not text:

@@ -43,6 +43,7 @@ class Model(BaseModel):
         validate_by_name=False,  # a document that loads here must load in the API server
         serialize_by_alias=True,
         extra="forbid",
+        allow_inf_nan=False,  # no .inf or .nan: JSON cannot carry them, and no limit is infinite
     )
 
     rules: ClassVar[tuple[Rule[Any], ...]] = ()

@@ -31,6 +31,7 @@ from kubetrade.runner.spec.fields import (
 from kubetrade.runner.spec.providers import (
     LIVE_PROVIDERS,
     MARKET_DATA_CONFIGS,
+    MAX_MONEY,
     TRADING_CONFIGS,
     BinanceTradingConfig,
     CcxtConfig,
@@ -202,17 +203,27 @@ class RiskSpec(Model):
     """Pre-trade limits that no strategy can bypass. null means no limit."""
 
     max_order_notional: float | None = Field(
-        default=None, gt=0, description="Largest notional (quantity x price) of one order."
+        default=None,
+        gt=0,
+        le=MAX_MONEY,
+        description="Largest notional (quantity x price) of one order.",
     )
     max_position_notional: float | None = Field(
-        default=None, gt=0, description="Largest notional of the position in one symbol."
+        default=None,
+        gt=0,
+        le=MAX_MONEY,
+        description="Largest notional of the position in one symbol.",
     )
     max_orders_per_minute: int | None = Field(
-        default=None, gt=0, description="Most orders placed in any minute of bar time."
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Most orders placed in any minute of bar time.",
     )
     max_daily_loss: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_MONEY,
         description="Loss within one UTC day after which new orders are refused.",
     )
     allow_short: StrictBool = Field(default=False, description="Allow selling more than is held.")
@@ -224,7 +235,10 @@ class EngineSpec(Model):
     rules = (WARMUP_WITHIN_CACHE,)
 
     market_data_cache_size: int = Field(
-        default=1000, ge=10, description="Bars kept per symbol for the strategy's lookbacks."
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Bars kept per symbol for the strategy's lookbacks.",
     )
     decimal_precision: int = Field(
         default=8, ge=0, le=12, description="Decimal places that order quantities are rounded to."
@@ -232,21 +246,27 @@ class EngineSpec(Model):
     warmup_bars: int = Field(
         default=0,
         ge=0,
+        le=1_000_000,
         description="Bars fed to the cache before the strategy is called; at most"
         " marketDataCacheSize.",
     )
     strategy_call_timeout_seconds: float = Field(
-        default=5.0, gt=0, description="Longest one strategy call may run before it is interrupted."
+        default=5.0,
+        ge=0.001,
+        le=3600,
+        description="Longest one strategy call may run before it is interrupted, seconds.",
     )
     strategy_memory_limit_mib: int = Field(
         default=256,
         ge=16,
+        le=65_536,
         alias="strategyMemoryLimitMiB",
         description="Most memory the strategy's WebAssembly instance may use, MiB.",
     )
     max_consecutive_strategy_errors: int = Field(
         default=0,
         ge=0,
+        le=1_000_000,
         description="Stop the session after this many strategy errors in a row; 0 never stops.",
     )
 
@@ -280,7 +300,7 @@ class SessionSpec(Model):
         default=False, description="Stop the runner and keep the session's state."
     )
     restart_nonce: str = Field(
-        default="", description="Change to any new value to restart the runner."
+        default="", max_length=253, description="Change to any new value to restart the runner."
     )
     resources: ResourcesSpec | None = Field(
         default=None, description="Runner container resources; null uses the operator's defaults."

@@ -7,10 +7,21 @@ pattern goes into the schema so the API server refuses what we refuse.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import AfterValidator, BeforeValidator, JsonValue, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    Field,
+    JsonValue,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from kubetrade.runner.domain import EARLIEST_TIME_MS, LATEST_TIME_MS, datetime_to_ms
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -143,8 +154,22 @@ def _check_url(*schemes: str) -> Callable[[str | None], str | None]:
     return check
 
 
-WebSocketUrl = Annotated[str | None, AfterValidator(_check_url("ws", "wss"))]
-HttpUrl = Annotated[str | None, AfterValidator(_check_url("http", "https"))]
+# 512 characters: longer than any venue's base URL, and a bound CEL can cost.
+WebSocketUrl = Annotated[str | None, Field(max_length=512), AfterValidator(_check_url("ws", "wss"))]
+HttpUrl = Annotated[str | None, Field(max_length=512), AfterValidator(_check_url("http", "https"))]
+
+
+def _check_bar_time(value: datetime) -> datetime:
+    ms = datetime_to_ms(value)
+    if not EARLIEST_TIME_MS <= ms < LATEST_TIME_MS:
+        raise PydanticCustomError(
+            "bar_time_range", "must be between 1900-01-01 and 2200-01-01 (UTC)"
+        )
+    return value
+
+
+# A bar time: RFC 3339 with a zone, within the span every part of kubetrade can handle.
+BarTime = Annotated[AwareDatetime, AfterValidator(_check_bar_time)]
 
 
 def _check_ccxt_exchange(value: str) -> str:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     Field,
     JsonValue,
@@ -17,8 +16,10 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from kubetrade.runner.domain import MAX_PRICE
 from kubetrade.runner.spec.base import Model
 from kubetrade.runner.spec.fields import (
+    BarTime,
     CcxtExchangeId,
     FreeForm,
     HttpUrl,
@@ -37,6 +38,12 @@ MarketDataProvider = Literal["replay", "synthetic", "binance", "polygon"]
 TradingProvider = Literal[
     "paper", "binance-paper", "binance-live", "ibkr-paper", "ibkr-live", "ccxt"
 ]
+# Bounds on numbers, so that no figure can overflow the arithmetic that uses it (a price
+# times a quantity, a wait times a factor) or wrap a C integer; generous beyond any use.
+MAX_MONEY: Final = 1e15  # cash, notional, loss limits
+MAX_SPEED: Final = 1e6  # replay speed-up
+MAX_WAIT_SECONDS: Final = 86_400.0  # any wait or timeout: a day
+
 # Providers that trade real money by their nature, whatever their config says.
 LIVE_PROVIDERS: Final = frozenset({"binance-live", "ibkr-live"})
 
@@ -57,6 +64,7 @@ class ReplayConfig(Model):
     speed: float = Field(
         default=0.0,
         ge=0,
+        le=MAX_SPEED,
         description="0 replays as fast as possible; N replays at N times real time.",
     )
     loop: StrictBool = Field(
@@ -77,23 +85,34 @@ class ReplayConfig(Model):
 class SyntheticConfig(Model):
     """Generates a deterministic random walk (geometric Brownian motion) of bars."""
 
-    seed: int = Field(default=1, description="Random seed; the same seed gives the same bars.")
+    seed: int = Field(
+        default=1,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="Random seed; the same seed gives the same bars.",
+    )
     start_price: float = Field(
-        default=100.0, gt=0, description="Close price of the bar before the first."
+        default=100.0, gt=0, le=MAX_PRICE, description="Close price of the bar before the first."
     )
     volatility: float = Field(
-        default=0.002, ge=0, description="Standard deviation of the per-bar log return."
+        default=0.002, ge=0, le=1, description="Standard deviation of the per-bar log return."
     )
-    drift: float = Field(default=0.0, description="Mean of the per-bar log return.")
+    drift: float = Field(default=0.0, ge=-1, le=1, description="Mean of the per-bar log return.")
     bars: int | None = Field(
-        default=None, ge=1, description="Number of bars to generate; null generates without end."
+        default=None,
+        ge=1,
+        le=10**9,
+        description="Number of bars to generate; null generates without end.",
     )
-    start_time: AwareDatetime = Field(
+    start_time: BarTime = Field(
         default=datetime(2024, 1, 1, tzinfo=UTC),
         description="Open time of the first bar, RFC 3339 with a time zone.",
     )
     speed: float = Field(
-        default=0.0, ge=0, description="0 emits as fast as possible; N emits at N times real time."
+        default=0.0,
+        ge=0,
+        le=MAX_SPEED,
+        description="0 emits as fast as possible; N emits at N times real time.",
     )
 
 
@@ -103,16 +122,25 @@ class BackoffConfig(Model):
     rules = (BACKOFF_ORDERED,)
 
     max_retries: int = Field(
-        default=10, ge=0, description="Reconnection attempts before giving up; 0 means no retries."
+        default=10,
+        ge=0,
+        le=1_000_000,
+        description="Reconnection attempts before giving up; 0 means no retries.",
     )
     initial_backoff: float = Field(
-        default=1.0, gt=0, description="Seconds to wait before the first reconnection attempt."
+        default=1.0,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait before the first reconnection attempt.",
     )
     max_backoff: float = Field(
-        default=60.0, gt=0, description="Longest wait between attempts, seconds."
+        default=60.0,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="Longest wait between attempts, seconds.",
     )
     backoff_factor: float = Field(
-        default=2.0, ge=1, description="Each wait is the previous one times this factor."
+        default=2.0, ge=1, le=100, description="Each wait is the previous one times this factor."
     )
 
 
@@ -142,24 +170,30 @@ class PolygonConfig(BackoffConfig):
 class PaperConfig(Model):
     """Simulated fills at the bar's close price; no venue involved."""
 
-    initial_cash: float = Field(default=10_000.0, gt=0, description="Starting cash balance.")
+    initial_cash: float = Field(
+        default=10_000.0, gt=0, le=MAX_MONEY, description="Starting cash balance."
+    )
     currency: str = Field(default="USD", min_length=1, description="Currency of the cash balance.")
     fee_bps: float = Field(
-        default=0.0, ge=0, description="Fee in basis points of notional, for feeModel percentage."
+        default=0.0,
+        ge=0,
+        le=10_000,
+        description="Fee in basis points of notional, for feeModel percentage.",
     )
     slippage_bps: float = Field(
         default=0.0,
         ge=0,
+        le=10_000,
         description="Adverse price slippage in basis points applied to each fill.",
     )
     fee_model: Literal["percentage", "perShare", "zero"] = Field(
         default="percentage", description="How fees are charged."
     )
     fee_per_share: float = Field(
-        default=0.005, ge=0, description="Fee per unit traded, for feeModel perShare."
+        default=0.005, ge=0, le=MAX_PRICE, description="Fee per unit traded, for feeModel perShare."
     )
     min_fee_per_order: float = Field(
-        default=1.0, ge=0, description="Minimum fee per order, for feeModel perShare."
+        default=1.0, ge=0, le=MAX_MONEY, description="Minimum fee per order, for feeModel perShare."
     )
 
 
@@ -182,7 +216,9 @@ class IbkrConfig(Model):
     port: int = Field(
         default=7497, ge=1, le=65_535, description="TWS / IB Gateway API port (7497: paper TWS)."
     )
-    client_id: int = Field(default=1, ge=0, description="API client id, unique per connection.")
+    client_id: int = Field(
+        default=1, ge=0, le=2**31 - 1, description="API client id, unique per connection."
+    )
     account: str | None = Field(
         default=None, description="Account to trade; null uses the only managed account."
     )
@@ -191,7 +227,10 @@ class IbkrConfig(Model):
         default="USD", min_length=1, description="Currency of the traded contracts."
     )
     connect_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Seconds to wait for the API handshake."
+        default=10.0,
+        gt=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds to wait for the API handshake.",
     )
 
 

@@ -287,7 +287,7 @@ async def test_rows_of_other_symbols_are_ignored_even_when_malformed(tmp_path: P
         pytest.param(
             [HEADER, row(0, "AAA"), row(0, "ZZZ")],
             ("AAA", "BBB"),
-            ["no rows for the session's symbol 'BBB'", "other symbols in the file: ZZZ"],
+            ["no rows for the session's symbol 'BBB'", "other symbols in the file: 'ZZZ'"],
             id="symbol-without-rows",
         ),
         pytest.param(
