@@ -79,6 +79,7 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         precision=spec.engine.decimal_precision,
         credentials_dir=options.credentials_dir,
         state_dir=options.state_dir,
+        epoch=journal.epoch if journal is not None else None,
         symbols=symbols,
     )
     if broker.is_live:

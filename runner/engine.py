@@ -29,6 +29,7 @@ from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker
 from kubetrade.runner.domain import Bar, OrderStatus
 from kubetrade.runner.faults import crash_point
+from kubetrade.runner.fencing import Fenced
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata.base import MarketDataProvider
 from kubetrade.runner.marketdata.health import FeedHealth
@@ -200,7 +201,7 @@ class Engine:
                         yield status
                 if max_bars is not None and self.bars >= max_bars:
                     break
-        except EngineFailure as exc:
+        except (EngineFailure, Fenced) as exc:  # a newer runner took over: say so, no trace
             error = str(exc)
         except Exception as exc:  # report, never swallow silently
             log.exception("engine failed")
@@ -394,7 +395,8 @@ class Engine:
             log.exception("error while closing the strategy")
         if self.journal is not None:
             try:
-                with self.orders.transaction():
+                # A newer runner owns the journal now: this one writes nothing more.
+                with contextlib.suppress(Fenced), self.orders.transaction():
                     self._flush_equity()
                 self.journal.close()
             except Exception:

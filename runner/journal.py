@@ -13,6 +13,10 @@ Integrity: the file carries an application id and a schema version. A file
 that is not a kubetrade journal, belongs to another session, is newer than
 this code, or fails SQLite's integrity check is never modified or deleted:
 opening it raises JournalError naming the file and what to do.
+
+Fencing: each `open` starts a new epoch, and every transaction first checks
+that the journal's epoch is still this one's; if a newer runner has opened the
+journal since, the transaction raises Fenced and writes nothing (fencing.py).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubetrade.runner.domain import Bracket, Fill, Mark, Order, OrderStatus, OrderType, Side
+from kubetrade.runner.fencing import Fenced
 
 APPLICATION_ID = 0x6B74726A  # "ktrj": marks the file as a kubetrade journal
 SCHEMA_VERSION = 4
@@ -133,11 +138,19 @@ class Snapshot:
     marks: list[Mark] = field(default_factory=list)
 
 
+_EPOCH_SQL = "SELECT value FROM session WHERE key='epoch'"  # the primary key: one index probe
+
+
 class Journal:
-    def __init__(self, connection: sqlite3.Connection, path: Path, epoch: int) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, path: Path, epoch: int, *, read_only: bool = False
+    ) -> None:
         self._db = connection
         self.path = path
         self.epoch = epoch
+        self._epoch_text = str(epoch)  # as stored: the check compares without converting
+        self.read_only = read_only
+        self.fenced = False  # a newer epoch has taken the journal: write nothing more
         self._order_seq = self._next("orders")
         self._fill_seq = self._next("fills")
 
@@ -155,9 +168,9 @@ class Journal:
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         try:
-            if fresh:
-                cls._create(db, session)
-            else:
+            # Another process may have created the file since `fresh` was decided (two
+            # pods on a network volume, where the state directory's flock may not reach).
+            if not (fresh and cls._create(db, session)):
                 cls._check(db, path, session)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
@@ -178,22 +191,38 @@ class Journal:
 
     @classmethod
     def open_existing(cls, path: Path) -> Journal:
-        """Open a journal to read it (reports): never creates, never starts an epoch."""
+        """Open a journal to read it (reports): never creates, never starts an epoch, never
+        writes, so it reads a journal while its runner holds the state directory."""
         path = Path(path)
         if not path.is_file():
             raise JournalError(f"no journal at {path}; give the session's --state-dir")
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                path.resolve().as_uri() + "?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from exc
+        try:
             session = _get(db, "session") or ""
-            cls._check(db, path, session)
+            cls._check(db, path, session, migrate=False)
             epoch = int(_get(db, "epoch") or "0")
+        except JournalError:
+            db.close()
+            raise
         except sqlite3.DatabaseError as exc:
+            db.close()
             raise JournalError(f"journal {path} is unreadable ({exc})") from exc
-        return cls(db, path, epoch)
+        return cls(db, path, epoch, read_only=True)
 
     @staticmethod
-    def _create(db: sqlite3.Connection, session: str) -> None:
+    def _create(db: sqlite3.Connection, session: str) -> bool:
+        """Lay out a new journal; False if another process already has (then check it)."""
         with _transaction(db):
+            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                return False
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             for script in _MIGRATIONS:
                 for statement in script.split(";"):
@@ -201,9 +230,10 @@ class Journal:
                         db.execute(statement)
             db.execute(f"PRAGMA user_version={len(_MIGRATIONS)}")
             _put(db, "session", session)
+        return True
 
     @staticmethod
-    def _check(db: sqlite3.Connection, path: Path, session: str) -> None:
+    def _check(db: sqlite3.Connection, path: Path, session: str, *, migrate: bool = True) -> None:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         if app_id != APPLICATION_ID:
             raise JournalError(
@@ -228,6 +258,13 @@ class Journal:
                 f"journal {path} belongs to session {owner!r}, not {session!r}; it was left "
                 "untouched. Give each session its own state directory"
             )
+        if version == SCHEMA_VERSION:
+            return  # nothing to migrate: no write transaction
+        if not migrate:
+            raise JournalError(
+                f"journal {path} has schema version {version}, older than this kubetrade's "
+                f"({SCHEMA_VERSION}); run the session once with this kubetrade to upgrade it"
+            )
         with _transaction(db):
             for script in _MIGRATIONS[version:]:
                 for statement in script.split(";"):
@@ -236,16 +273,31 @@ class Journal:
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
-        # A clean close checkpoints the WAL into the main file.
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # A clean close checkpoints the WAL into the main file; a reader or a fenced
+        # runner leaves that to the journal's owner (a checkpoint would wait for it).
+        if not (self.read_only or self.fenced):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+
+    # -- fencing ----------------------------------------------------------------
+
+    def fence(self) -> None:
+        """Raise Fenced unless this journal's newest epoch is still ours."""
+        row = self._db.execute(_EPOCH_SQL).fetchone()
+        if row is None or row[0] != self._epoch_text:
+            self.fenced = True
+            newest = int(row[0]) if row is not None else 0
+            raise Fenced("journal", self.path, ours=self.epoch, newest=newest)
 
     # -- writing ----------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group writes; they become durable together when the block ends."""
+        """Group writes; they become durable together when the block ends. Each first
+        checks the epoch inside the transaction, whose write lock keeps it ours to the end:
+        the orders it journals leave only after it commits, so a stale runner sends none."""
         with _transaction(self._db):
+            self.fence()
             yield
 
     def order_intent(self, order: Order) -> None:
@@ -447,7 +499,7 @@ class Journal:
         return None if value is None else float(value)
 
     def set_initial_cash(self, cash: float) -> None:
-        with _transaction(self._db):
+        with self.transaction():
             _put(self._db, "initial_cash", repr(cash))
 
     def logs(self) -> list[tuple[int, str, str, dict[str, str]]]:

@@ -43,7 +43,10 @@ class OrderRouter:
                         self.journal.order_sent(order.client_order_id)
                     self.apply(known, out)
             elif order.client_order_id in unsent:
-                # The venue never saw it: the crash came between journal and send.
+                # The venue never saw it: the crash came between journal and send. Resent
+                # only while this runner's epoch is the journal's newest.
+                if self.journal is not None:
+                    self.journal.fence()
                 await self.send(order, out)
             else:
                 # Sent, yet unknown to the venue: it is lost there; say so, do not resend.

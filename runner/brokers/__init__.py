@@ -19,8 +19,10 @@ def create_broker(
     precision: int,
     credentials_dir: Path | None = None,
     state_dir: Path | None = None,
+    epoch: int | None = None,
     symbols: tuple[str, ...] = (),
 ) -> Broker:
+    """`epoch`: the runner's epoch (from its journal), which fences a durable paper venue."""
     if trading.is_live and not trading.confirm_live:
         # The spec refuses this already; a second lock on the door that loses money.
         raise BrokerError(
@@ -40,7 +42,11 @@ def create_broker(
             slippage_bps=config.slippage_bps,
             precision=precision,
             # With a state directory the paper venue is as durable as a real one.
-            store=PaperStore(state_dir / "paper-venue.db") if state_dir is not None else None,
+            store=(
+                PaperStore(state_dir / "paper-venue.db", epoch=epoch)
+                if state_dir is not None
+                else None
+            ),
         )
     credentials = load_credentials(trading.provider, directory=credentials_dir)
     # Venue adapters import their client libraries only when a session uses them.

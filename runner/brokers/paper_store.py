@@ -4,6 +4,11 @@ A real venue remembers every order it accepted, its fills and the account,
 whatever happens to the client. The paper broker keeps the same promise with
 a small SQLite file beside the session journal: each state change is written
 (synchronous=FULL) before the broker reports it to the engine.
+
+Fencing: a store opened for a runner's epoch records that epoch as the venue's
+(the journal has already made it the newest), and each step's transaction then
+checks it is still the venue's. A runner that a newer one replaced is refused
+(Fenced) before it changes anything, orders included.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from kubetrade.runner.domain import (
     Position,
     Side,
 )
+from kubetrade.runner.fencing import Fenced
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS account (key TEXT PRIMARY KEY, value REAL NOT NULL);
@@ -35,7 +41,9 @@ CREATE TABLE IF NOT EXISTS known (client_order_id TEXT PRIMARY KEY, status TEXT 
 CREATE TABLE IF NOT EXISTS fills (fill_id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL,
     body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS last_bar (symbol TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fence (key TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
 """
+_EPOCH_SQL = "SELECT epoch FROM fence WHERE key='epoch'"
 
 
 def _order_from(body: dict[str, Any]) -> Order:
@@ -56,18 +64,38 @@ def _fill_from(body: dict[str, Any]) -> Fill:
 
 
 class PaperStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, epoch: int | None = None) -> None:
+        """`epoch`: the runner's epoch, its fencing token here (None: no fencing)."""
         self.path = path
+        self.epoch = epoch
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if epoch is not None:
+            # The journal made this epoch the newest; the venue follows it from now on.
+            # Claimed before the broker reads the venue back, so a stale runner's later
+            # steps are refused and its earlier ones are in what is read.
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO fence VALUES ('epoch', ?) "
+                "ON CONFLICT(key) DO UPDATE SET epoch=excluded.epoch",
+                (epoch,),
+            )
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
 
     def begin(self) -> None:
+        """Open a step's transaction, refusing it (Fenced) if a newer epoch has the venue."""
         self._db.execute("BEGIN IMMEDIATE")
+        if self.epoch is not None:
+            row = self._db.execute(_EPOCH_SQL).fetchone()
+            if row is None or row[0] != self.epoch:
+                self._db.execute("ROLLBACK")
+                newest = int(row[0]) if row is not None else 0
+                raise Fenced("paper venue", self.path, ours=self.epoch, newest=newest)
 
     def commit(self) -> None:
         self._db.execute("COMMIT")

@@ -1,0 +1,148 @@
+"""Epoch fencing: once a newer epoch has the journal and the venue, the old one is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from kubetrade.runner.brokers.paper import PaperBroker
+from kubetrade.runner.brokers.paper_store import PaperStore
+from kubetrade.runner.domain import Bar, Order, OrderType, Side
+from kubetrade.runner.fencing import Fenced
+from kubetrade.runner.journal import SCHEMA_VERSION, Journal, JournalError
+from kubetrade.runner.metrics import SessionMetrics
+from kubetrade.runner.orders import OrderRouter
+from kubetrade.runner.recovery import restore_state
+from kubetrade.runner.risk import RiskGate, RiskLimits
+from kubetrade.runner.state import SessionState
+
+T0 = 1_704_067_200_000
+
+
+def order(cid: str, side: Side = Side.BUY, qty: float = 1.0) -> Order:
+    return Order(cid, "BTC", side, OrderType.MARKET, qty, 100.0, T0, "s")
+
+
+def bar(minute: int, close: float = 100.0) -> Bar:
+    return Bar("BTC", T0 + minute * 60_000, close, close, close, close, 10.0)
+
+
+def tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with closing(sqlite3.connect(path)) as db:
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: db.execute(f"SELECT * FROM {n} ORDER BY 1").fetchall() for n in names}
+
+
+def test_a_stale_journal_writes_nothing_once_a_newer_epoch_opened_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    stale = Journal.open(path, session="s")
+    with stale.transaction():
+        stale.order_intent(order("kt-1-1"))
+    newer = Journal.open(path, session="s")
+    assert (stale.epoch, newer.epoch) == (1, 2)
+    with pytest.raises(Fenced) as fenced, stale.transaction():
+        stale.order_intent(order("kt-1-2"))  # never reached
+    message = str(fenced.value)
+    assert str(path) in message and "epoch 2" in message and "epoch 1" in message
+    assert stale.fenced
+    with pytest.raises(Fenced):
+        stale.fence()  # the check on its own, as before a resend
+    stale.close()  # no checkpoint, no error
+    assert [o.client_order_id for o in newer.snapshot().orders] == ["kt-1-1"]
+    with newer.transaction():
+        newer.order_intent(order("kt-2-1"))
+    newer.close()
+
+
+def _open_journal(path: str, start: multiprocessing.synchronize.Barrier) -> None:
+    start.wait()
+    Journal.open(Path(path), session="s").close()
+
+
+def test_runners_creating_one_journal_at_once_all_open_it(tmp_path: Path) -> None:
+    # Without a working flock (two nodes on a network volume) creation itself may race.
+    for attempt in range(3):
+        path = tmp_path / f"journal-{attempt}.db"
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(3)
+        procs = [context.Process(target=_open_journal, args=(str(path), start)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [p.exitcode for p in procs] == [0, 0, 0]
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("SELECT value FROM session WHERE key='epoch'").fetchone() == ("3",)
+
+
+async def test_a_stale_paper_venue_client_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "paper-venue.db"
+    stale = PaperBroker(initial_cash=10_000, store=PaperStore(path, epoch=1))
+    await stale.on_bar(bar(0))
+    await stale.submit(order("kt-1-1"))
+    resting = Order("kt-1-2", "BTC", Side.BUY, OrderType.LIMIT, 1.0, 90.0, T0, "s")
+    await stale.submit(resting)
+    newer = PaperBroker(initial_cash=10_000, store=PaperStore(path, epoch=2))
+    assert newer.ledger.quantity("BTC") == 1.0  # read back after taking the venue over
+    before = tables(path)
+    steps: list[Callable[[], Awaitable[object]]] = [
+        lambda: stale.submit(order("kt-1-3")),
+        lambda: stale.cancel(resting),
+        lambda: stale.on_bar(bar(1, close=80.0)),  # would fill the resting limit
+    ]
+    for step in steps:
+        with pytest.raises(Fenced, match=r"paper venue .* epoch 2 .* epoch 1"):
+            await step()
+    assert tables(path) == before
+    await newer.on_bar(bar(1, close=80.0))  # the venue's owner goes on
+    await stale.close()
+    await newer.close()
+
+
+async def test_an_unsent_order_is_not_resent_by_a_stale_runner(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    first = Journal.open(path, session="s")
+    with first.transaction():
+        first.order_intent(order("kt-1-1"))  # journaled, then the runner died unsent
+    first.close()
+    stale = Journal.open(path, session="s")  # epoch 2 restores ...
+    state = SessionState.create(
+        session="s", symbols=("BTC",), initial_cash=10_000, window_size=10, precision=8,
+        risk=RiskGate(limits=RiskLimits(), symbols=frozenset({"BTC"})),
+    )  # fmt: skip
+    snapshot = stale.snapshot()
+    restore_state(state, snapshot)
+    broker = PaperBroker(initial_cash=10_000)
+    await broker.on_bar(bar(0))
+    Journal.open(path, session="s").close()  # ... while epoch 3 has already started
+    router = OrderRouter(state=state, broker=broker, metrics=SessionMetrics("s"), journal=stale)
+    with pytest.raises(Fenced):
+        await router.resolve_open(snapshot.unsent)
+    assert broker.known == {}  # the venue never saw it
+    stale.close()
+
+
+def test_a_report_reads_without_writing_and_refuses_an_old_schema(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal.open(path, session="s")
+    with journal.transaction():
+        journal.order_intent(order("kt-1-1"))
+    journal.close()
+    digest, mtime = hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+    reader = Journal.open_existing(path)
+    assert [o.client_order_id for o in reader.snapshot().orders] == ["kt-1-1"]
+    reader.close()
+    assert (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns) == (
+        digest,
+        mtime,
+    )
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
+    with pytest.raises(JournalError, match="older than this kubetrade"):
+        Journal.open_existing(path)
