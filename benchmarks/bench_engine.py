@@ -8,6 +8,10 @@ bars (a CSV of seeded synthetic bars written first) with the paper broker, as
 engine start to stop) and, from one more run, the distribution of time spent
 per bar inside the engine (broker step, window, strategy call, order
 submission).
+
+``--journal`` runs each time with a fresh state directory, as `kubetrade run
+--state-dir` does: the journal (one transaction, and its fsync, per bar, with
+the epoch check that fences a stale runner) and the durable paper venue.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import time
 from pathlib import Path
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import build_engine
+from kubetrade.runner.assemble import RunOptions, build_engine
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.marketdata.synthetic import SyntheticProvider
 from kubetrade.runner.session_file import load_session
@@ -109,19 +113,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bars", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--journal", action="store_true", help="keep a journal, as --state-dir")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = session(Path(tmp), args.bars)
+        runs = iter(range(args.runs + 1))
+
+        def engine() -> Engine:
+            # A fresh state directory per run: a used one would resume, past every bar.
+            state = Path(tmp) / f"state-{next(runs)}" if args.journal else None
+            return build_engine(load_session(path), RunOptions(state_dir=state))
+
         best = float("inf")
         for _ in range(args.runs):
-            elapsed, summary = asyncio.run(run_once(build_engine(load_session(path)), None))
+            elapsed, summary = asyncio.run(run_once(engine(), None))
             best = min(best, elapsed)
         latencies: list[float] = []
-        asyncio.run(run_once(build_engine(load_session(path)), latencies))
+        asyncio.run(run_once(engine(), latencies))
     print(
         json.dumps(
             {
-                "benchmark": "engine_replay_sma_paper",
+                "benchmark": "engine_replay_sma_paper" + ("_journal" if args.journal else ""),
                 "bars": summary.bars,
                 "orders": summary.orders,
                 "bars_per_s": round(summary.bars / best),
