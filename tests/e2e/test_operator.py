@@ -544,6 +544,14 @@ INVALID = {
         "engine: {warmupBars: 50, marketDataCacheSize: 10}",
         "warmupBars exceeds marketDataCacheSize",
     ),
+    "a call timeout beyond an hour": (
+        "engine: {strategyCallTimeoutSeconds: 100000}",
+        "less than or equal to 3600",
+    ),
+    "a memory cap beyond 64 GiB": (
+        "engine: {strategyMemoryLimitMiB: 17592186044416}",
+        "less than or equal to 65536",
+    ),
     "backoff limits the wrong way round": (
         "marketData: {provider: binance, config: {initialBackoff: 5, maxBackoff: 2}}",
         "maxBackoff is below initialBackoff",
