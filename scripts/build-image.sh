@@ -39,7 +39,8 @@ LABEL=io.kubetrade.image.inputs
 CACHE="${KUBETRADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubetrade}"
 # The Containerfile, and what it copies (.dockerignore lets exactly these through).
 INPUTS=(Containerfile .dockerignore pyproject.toml constraints.txt README.md runner operator
-    examples/session.yaml examples/data strategies/examples/sma/sma.wasm)
+    examples/session.yaml examples/data strategies/examples/sma/sma.wasm
+    scripts/containers/precompile.py)
 KEEP=3
 
 base=""
@@ -125,6 +126,7 @@ if [[ "$rebuild" == true ]] || ! built; then
     if [[ -f "$bundle" ]]; then
         options+=(--volume "$bundle:/etc/ssl/certs/ca-certificates.crt:ro")
     fi
+    replaced="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
     echo "build-image.sh: building $image on $base" >&2
     start=$SECONDS
     started_at="$(date +%s)"
@@ -138,6 +140,10 @@ if [[ "$rebuild" == true ]] || ! built; then
         "$work/context" >&2
     echo "build-image.sh: built in $((SECONDS - start)) s: $image" >&2
     remove_old_builder_images "$started_at"
+    # --rebuild moved the tag: the image it named goes, unless a container still uses it.
+    if [[ -n "$replaced" && "$replaced" != "$(podman image inspect --format '{{.Id}}' "$image")" ]]; then
+        podman rmi "$replaced" >/dev/null 2>&1 || true
+    fi
     # Older builds go (with their untagged parents); one still in use by a container stays.
     podman images --sort created --format '{{.Repository}}:{{.Tag}}' \
         --filter "reference=$REPOSITORY" | grep -v -e ':dev$' -e ':<none>$' |
