@@ -22,7 +22,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/scripts/build-base-image.sh"
-# shellcheck source=containers/env.sh
+# shellcheck source=scripts/containers/env.sh
 source "$ROOT/scripts/containers/env.sh"
 
 IMAGE=localhost/kubetrade-base:bookworm

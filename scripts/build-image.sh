@@ -31,7 +31,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SELF="$ROOT/scripts/build-image.sh"
-# shellcheck source=containers/env.sh
+# shellcheck source=scripts/containers/env.sh
 source "$ROOT/scripts/containers/env.sh"
 
 REPOSITORY=localhost/kubetrade

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the scripts that run podman or buildah (never executed on its own): the
 # settings every container command of this project runs with, kept in the repository
 # so nothing under /etc has to be edited.
