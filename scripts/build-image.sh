@@ -21,7 +21,8 @@
 # Needs: git, podman (scripts/install-container-tools.sh installs it and the rest), and, by
 # default, the base image scripts/build-base-image.sh makes from Debian's mirror, since
 # no container registry may be reachable. podman runs with scripts/containers/env.sh's
-# settings. A cold build takes ~2 minutes (base ~30 s, dependencies ~1 minute).
+# settings. A cold build takes 2-3 minutes on 2 cores (the base 0.5-1.5, the image 1-2);
+# after a change to kubetrade's code, 20-40 s (the dependency layers are reused).
 #
 # Behind a TLS-intercepting proxy the build's pip must trust the proxy's CA: the machine's
 # bundle ($KUBETRADE_BUILD_CA_BUNDLE, default /etc/ssl/certs/ca-certificates.crt when it
