@@ -1,8 +1,9 @@
 """A session's status: what the operator saw, for people and for kstatus-aware tools.
 
 `SessionStatus` is the schema of `.status` (the CRD's status schema is generated from it).
-The phase is one word for `kubectl get lts`; the conditions follow kstatus: `Ready`, and
-the abnormal-true `Reconciling` and `Stalled`, plus domain conditions (`SpecValid`,
+The phase is one word for `kubectl get lts`; the conditions follow kstatus: `Ready` (the
+session is as its spec asks: Running, Suspended or Completed), and the abnormal-true
+`Reconciling` and `Stalled`, plus domain conditions (`SpecValid`,
 `RunnerReady`, `Suspended`). Every condition carries the generation it describes, and its
 `lastTransitionTime` moves only when its status flips, so watchers can tell a change from
 a refresh.
@@ -29,6 +30,8 @@ Phase = Literal[
 ]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
+# Phases in which the session is as its spec asks and nothing is under way.
+_SETTLED: Final = frozenset({"Running", "Suspended", "Completed"})
 SUMMARY_INTERVAL_SECONDS: Final = 15.0  # high-rate figures belong in Prometheus, not etcd
 
 # Waiting reasons after which a container will not start without someone changing something.
@@ -149,7 +152,10 @@ def conditions(
     """The conditions for `outcome`, keeping each unchanged condition's transition time."""
     busy = outcome.phase in ("Pending", "Starting", "Stopping") and not outcome.stalled
     wanted: list[tuple[str, bool, str, str]] = [
-        ("Ready", outcome.phase == "Running", outcome.reason, outcome.message),
+        # Ready: the session is as its spec asks (kstatus reads it so: Flux and kpt wait
+        # for it): a ready runner, a runner stopped by spec.suspend, or a session whose
+        # market data ended. The phase still tells the three apart.
+        ("Ready", outcome.phase in _SETTLED, outcome.reason, outcome.message),
         ("Reconciling", busy, outcome.reason if busy else "Reconciled", outcome.message),
         ("Stalled", outcome.stalled, outcome.reason if outcome.stalled else "NotStalled", ""),
         (
