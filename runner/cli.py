@@ -30,6 +30,7 @@ from kubetrade.runner.credentials import (
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.journal import Journal, JournalError
 from kubetrade.runner.marketdata import MarketDataError
+from kubetrade.runner.oci import command as strategy_commands
 from kubetrade.runner.report import build_report, export, format_report
 from kubetrade.runner.server import RunnerServer
 from kubetrade.runner.session_file import (
@@ -105,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     # The operator parses its own flags (`kubetrade operator --help`).
     commands.add_parser("operator", help="run the Kubernetes operator", add_help=False)
 
+    strategy_commands.add_commands(commands)
+
     report = commands.add_parser("report", help="what a session did, from its journal")
     report.add_argument("state_dir", type=Path, help="the session's --state-dir")
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -128,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "report":
         return _report(args)
+    if args.command == "strategy":
+        return strategy_commands.run(args)
     if args.command == "crd":
         # The operator package is imported only by the commands that need it.
         from kubetrade.operator.crd import render_crd
