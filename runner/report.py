@@ -15,16 +15,15 @@ Figures:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import math
 import statistics
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from kubetrade.runner.domain import Side, format_ms
+from kubetrade.runner.domain import Fill, Mark, Order, Side, format_ms
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.ledger import Ledger
 
@@ -129,18 +128,18 @@ def format_report(report: Report) -> str:
 def export(journal: Journal, directory: Path, fmt: str) -> list[Path]:
     """Write orders, fills and marks as CSV or Parquet files; return their paths."""
     snapshot = journal.snapshot()
-    tables: dict[str, list[dict[str, object]]] = {
-        "orders": [asdict(o) for o in snapshot.orders],
-        "fills": [asdict(f) for f in snapshot.fills],
-        "marks": [asdict(m) for m in snapshot.marks],
+    tables: dict[str, tuple[type, list[dict[str, object]]]] = {
+        "orders": (Order, [asdict(o) for o in snapshot.orders]),
+        "fills": (Fill, [asdict(f) for f in snapshot.fills]),
+        "marks": (Mark, [asdict(m) for m in snapshot.marks]),
     }
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, rows in tables.items():
+    for name, (kind, rows) in tables.items():
         rows = [{k: (str(v) if hasattr(v, "value") else v) for k, v in r.items()} for r in rows]
         path = directory / f"{name}.{fmt}"
         if fmt == "parquet":
-            pq.write_table(pa.Table.from_pylist(rows), path)
+            _write_parquet(path, kind, rows)
         else:
             with path.open("w", newline="") as handle:
                 fields = list(rows[0]) if rows else []
@@ -149,3 +148,39 @@ def export(journal: Journal, directory: Path, fmt: str) -> list[Path]:
                 writer.writerows(rows)
         written.append(path)
     return written
+
+
+def _write_parquet(path: Path, kind: type, rows: list[dict[str, object]]) -> None:
+    """`rows` of the dataclass `kind` as Parquet: a column per field, typed by its annotation."""
+    import duckdb  # imported on first use: only a Parquet export needs it
+
+    hints = typing.get_type_hints(kind)
+    columns = ", ".join(
+        f'"{field.name}" {_sql_type(hints[field.name])}' for field in dataclasses.fields(kind)
+    )
+    with duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    ) as con:
+        con.execute(f"CREATE TABLE export ({columns})")
+        if rows:
+            appender = con.appender("export")
+            appender.append_rows([tuple(row.values()) for row in rows])
+            appender.flush()
+        con.execute("COPY export TO ? (FORMAT parquet)", [str(path)])
+
+
+def _sql_type(hint: object) -> str:
+    """The DuckDB type of a field annotated `hint` (X | None is a nullable X)."""
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if len(args) == 1:
+        hint = args[0]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        fields = ", ".join(
+            f'"{field.name}" {_sql_type(hints[field.name])}' for field in dataclasses.fields(hint)
+        )
+        return f"STRUCT({fields})"
+    for python, sql in ((bool, "BOOLEAN"), (str, "VARCHAR"), (int, "BIGINT"), (float, "DOUBLE")):
+        if isinstance(hint, type) and issubclass(hint, python):  # str covers the StrEnums
+            return sql
+    raise TypeError(f"no Parquet column type for {hint!r}")

@@ -38,8 +38,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import duckdb
 
 SEED = 20240304
 EXPECTED_SHA256 = "bf14e754b0777df7e7c2108d9a428d15a7b1f5a5c0babca39b3325965c25a6b7"
@@ -212,18 +211,25 @@ def to_csv(rows: list[Row]) -> bytes:
 
 
 def to_parquet(rows: list[Row], path: Path) -> None:
-    table = pa.table(
-        {
-            "time": pa.array([r.time for r in rows], type=pa.timestamp("ms", tz="UTC")),
-            "symbol": pa.array([SYMBOL] * len(rows), type=pa.string()),
-            "open": pa.array([r.open for r in rows], type=pa.float64()),
-            "high": pa.array([r.high for r in rows], type=pa.float64()),
-            "low": pa.array([r.low for r in rows], type=pa.float64()),
-            "close": pa.array([r.close for r in rows], type=pa.float64()),
-            "volume": pa.array([r.volume for r in rows], type=pa.float64()),
-        }
-    )
-    pq.write_table(table, path, compression="zstd")
+    columns = {"ms": "BIGINT", "symbol": "VARCHAR", "open": "DOUBLE", "high": "DOUBLE",
+               "low": "DOUBLE", "close": "DOUBLE", "volume": "DOUBLE"}  # fmt: skip
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE bars (time TIMESTAMPTZ, symbol VARCHAR, open DOUBLE, high DOUBLE,"
+            " low DOUBLE, close DOUBLE, volume DOUBLE)"
+        )
+        # The time goes in as exact epoch milliseconds, read as UTC.
+        appender = con.query_appender(
+            "INSERT INTO bars SELECT timezone('UTC', epoch_ms(ms)), symbol, open, high, low,"
+            " close, volume FROM appender_data",
+            columns,
+        )
+        appender.append_rows(
+            (int(r.time.timestamp()) * 1000, SYMBOL, r.open, r.high, r.low, r.close, r.volume)
+            for r in rows
+        )
+        appender.flush()
+        con.execute("COPY bars TO ? (FORMAT parquet, COMPRESSION zstd)", [str(path)])
 
 
 def check(rows: list[Row]) -> None:

@@ -12,8 +12,9 @@ without being checked.
   seconds (10**11 s is the year 5138), from 10**11 up to 10**14 it is milliseconds
   (10**11 ms is March 1973, so millisecond times before then are not supported),
   and from 10**14 on it is refused as micro- or nanoseconds.
-In Parquet, timestamp and date columns are read as such (a timestamp without a time
-zone is taken as UTC) and integer columns follow the same magnitude rule.
+In Parquet (read with DuckDB), timestamp and date columns are read as such (a timestamp
+without a time zone is taken as UTC; one with digits below the millisecond is refused)
+and integer columns follow the same magnitude rule.
 
 Every row is checked; the first problem raises MarketDataError naming the file, the
 line (CSV, counting the header as line 1) or row (Parquet, counting data rows from 1),
@@ -31,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import gc
 import math
+import os
 import re
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -52,7 +55,7 @@ from kubetrade.runner.excerpt import excerpt
 from kubetrade.runner.marketdata.base import MarketDataError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 
 __all__ = ["YIELD_EVERY", "Pacer", "ReplayProvider", "check_speed", "interval_text"]
 
@@ -73,7 +76,18 @@ _MILLIS_BELOW = 10**14
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _INTEGER = re.compile(r"[+-]?\d+")
-_UNITS_MS = {"s": 1_000, "ms": 1, "us": None, "ns": None}
+# DuckDB reads a path with these as a pattern (every file it matches, or none); such a
+# file is read through a descriptor of our own instead.
+_PATTERN = re.compile(r"[*?\[\]{}]|^~")
+# The DuckDB types of a Parquet timestamp column, and how the reader counts them: as an
+# integer in that many units per millisecond since the epoch, UTC.
+_TIMESTAMP_COUNT = {
+    **dict.fromkeys(
+        ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_MS", "TIMESTAMP_S"),
+        ("epoch_us", 1_000),
+    ),
+    **dict.fromkeys(("TIMESTAMP_NS", "TIMESTAMPTZ_NS"), ("epoch_ns", 1_000_000)),
+}
 
 
 @dataclass(slots=True)
@@ -138,6 +152,9 @@ class _Rows:
     has_symbol: bool  # whether the file has a symbol column
     # (line or row number, cells): time, open, high, low, close, volume[, symbol]
     rows: Iterable[tuple[int, Sequence[object]]]
+    # A Parquet timestamp column arrives as an integer count of this many units per
+    # millisecond since the epoch; None: the time cells are as written.
+    time_per_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -183,7 +200,9 @@ class ReplayProvider:
         if interval_ms <= 0:
             raise MarketDataError(f"replay of {path}: interval_ms must be positive")
         if start_after_warmup < 0:
-            raise MarketDataError(f"replay of {path}: start_after_warmup must be 0 or more")
+            raise MarketDataError(
+                f"replay of {path}: the warm-up bars (spec.engine.warmupBars) must be 0 or more"
+            )
         self._path = path
         self._symbols = tuple(symbols)
         self._interval_ms = interval_ms
@@ -198,8 +217,8 @@ class ReplayProvider:
             if len(bars) <= start_after_warmup:
                 raise MarketDataError(
                     f"{path}: symbol {symbol!r} has {len(bars)} bars, which leaves none to "
-                    f"stream after start_after_warmup={start_after_warmup}; lower "
-                    "start_after_warmup or add rows"
+                    f"stream after the {start_after_warmup} warm-up bars; lower "
+                    "spec.engine.warmupBars or add rows"
                 )
         # The streamed bars in stream order: time, then the session's symbol order. The
         # per-symbol lists are concatenated in session order and the sort is stable.
@@ -315,7 +334,7 @@ def _columns(path: Path, place: str, header: Sequence[str]) -> list[int]:
 
 
 def _read_csv(path: Path, handle: TextIO) -> _Rows:
-    # The stdlib csv reader rather than pyarrow.csv: it tells the exact physical line of
+    # The stdlib csv reader rather than DuckDB's read_csv: it tells the exact physical line of
     # every record (errors must name it), it leaves each cell a string for our own strict
     # parsing instead of guessing types, and it is fast enough for files held in memory.
     reader = csv.reader(handle)
@@ -350,37 +369,64 @@ def _read_csv(path: Path, handle: TextIO) -> _Rows:
 
 
 def _read_parquet(path: Path) -> _Rows:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import duckdb  # imported on first use: a CSV replay never pays for it
 
+    source, descriptor = str(path), None
     try:
-        names = pq.ParquetFile(path).schema_arrow.names
-        columns = _columns(path, "schema", names)
-        table = pq.read_table(path, columns=[names[i] for i in columns])
-    except (OSError, pa.ArrowException) as exc:
+        if _PATTERN.search(source):
+            descriptor = os.open(path, os.O_RDONLY)
+            source = f"/dev/fd/{descriptor}"  # the file itself, whatever its name says
+        # One in-process database per load, without network or extension downloads.
+        con = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
+        try:
+            # The names as written: DuckDB renames a second "close" to "close_1", which
+            # would hide the duplicate _columns refuses.
+            names = _top_level_names(
+                con.execute("SELECT name, num_children FROM parquet_schema(?)", [source]).fetchall()
+            )
+            columns = _columns(path, "schema", names)
+            con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [source])
+            kinds = [str(column[1]) for column in con.description or ()]
+            # Columns by position (#n), so no name is ever spliced into the query.
+            selected, time_per_ms = [], None
+            for position, index in enumerate(columns):
+                count = _TIMESTAMP_COUNT.get(kinds[index]) if position == 0 else None  # time
+                if count is not None:
+                    function, time_per_ms = count
+                    selected.append(f"{function}(#{index + 1})")
+                else:
+                    selected.append(f"#{index + 1}")
+            query = f"SELECT {', '.join(selected)} FROM read_parquet(?)"
+            rows = con.execute(query, [source]).fetchall()
+        finally:
+            con.close()
+    except (OSError, duckdb.Error) as exc:
         raise MarketDataError(f"{path}: cannot read it as Parquet ({exc}); check the file") from exc
-    values: list[list[object]] = []
-    for index in columns:
-        column = table.column(names[index])
-        kind = column.type
-        if pa.types.is_timestamp(kind):
-            # The stored integer is UTC in the column's unit (naive: wall time taken as UTC).
-            scale = _UNITS_MS[kind.unit]
-            raw = column.cast(pa.int64()).to_pylist()
-            values.append([_TimestampValue(v, kind.unit, scale) for v in raw])
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
+    return _Rows(
+        path=path,
+        where="row",
+        has_symbol=len(columns) == 7,
+        rows=enumerate(rows, start=1),
+        time_per_ms=time_per_ms,
+    )
+
+
+def _top_level_names(schema: list[tuple[str, int | None]]) -> list[str]:
+    """The top-level column names of a flattened Parquet schema (the root first)."""
+    names: list[str] = []
+    pending = 0  # descendants of the current column still to skip
+    for name, children in schema[1:]:
+        if pending:
+            pending += (children or 0) - 1
         else:
-            values.append(column.to_pylist())
-    rows = enumerate(zip(*values, strict=True), start=1)
-    return _Rows(path=path, where="row", has_symbol=len(columns) == 7, rows=rows)
-
-
-@dataclass(frozen=True, slots=True)
-class _TimestampValue:
-    """A Parquet timestamp cell: an integer in `unit` since the epoch, UTC."""
-
-    value: int | None
-    unit: str
-    scale: int | None  # ms per unit, None for finer units
+            names.append(name)
+            pending = children or 0
+    return names
 
 
 class _CellError(Exception):
@@ -403,6 +449,10 @@ def _build(source: _Rows, *, symbols: tuple[str, ...], interval_ms: int) -> _Loa
     seen: dict[tuple[str, int], int] = {}  # (symbol, time) -> line of first sighting
     others: set[str] = set()
     number = 0
+    per_ms = source.time_per_ms
+    parse_time: Callable[[object], int] = (
+        _time if per_ms is None else functools.partial(_timestamp, per_ms=per_ms)
+    )
     # The cyclic GC would rescan the growing list of bars over and over (40% of the load
     # time for a million rows); nothing built here forms a cycle, so pause it meanwhile.
     with _gc_paused():
@@ -417,7 +467,7 @@ def _build(source: _Rows, *, symbols: tuple[str, ...], interval_ms: int) -> _Loa
                         continue  # another instrument in the same file: not ours
                 else:
                     symbol = symbols[0]
-                bar = _bar(symbol, cells, interval_ms)
+                bar = _bar(symbol, cells, interval_ms, parse_time)
                 first = seen.setdefault((symbol, bar.time), number)
                 if first != number:
                     raise _CellError(
@@ -455,9 +505,11 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _bar(symbol: str, cells: Sequence[object], interval_ms: int) -> Bar:
+def _bar(
+    symbol: str, cells: Sequence[object], interval_ms: int, parse_time: Callable[[object], int]
+) -> Bar:
     """One checked bar from its cells (time, open, high, low, close, volume, ...)."""
-    time = _time(cells[0])
+    time = parse_time(cells[0])
     if not EARLIEST_TIME_MS <= time < LATEST_TIME_MS:
         raise _CellError(
             "time",
@@ -565,15 +617,6 @@ def _time(value: object) -> int:
                 "time", f"{excerpt(value.strip())} is not a time" + _BAD_TIME
             ) from None
         return _datetime_ms(parsed)
-    if isinstance(value, _TimestampValue):
-        if value.value is None:
-            raise _CellError("time", "the time is empty" + _BAD_TIME)
-        if value.scale is not None:
-            return value.value * value.scale
-        ms, rest = divmod(value.value, 1_000 if value.unit == "us" else 1_000_000)
-        if rest:
-            raise _CellError("time", "the timestamp has sub-millisecond digits" + _BAD_TIME)
-        return ms
     if isinstance(value, bool) or value is None:
         raise _CellError("time", f"{excerpt(value)} is not a time" + _BAD_TIME)
     if isinstance(value, int):
@@ -587,6 +630,16 @@ def _time(value: object) -> int:
     if isinstance(value, date):
         return _datetime_ms(datetime(value.year, value.month, value.day))
     raise _CellError("time", f"{excerpt(value)} is not a time" + _BAD_TIME)
+
+
+def _timestamp(value: object, per_ms: int) -> int:
+    """A Parquet timestamp cell, counted in 1/per_ms milliseconds since the epoch (UTC)."""
+    if not isinstance(value, int):
+        raise _CellError("time", "the time is empty" + _BAD_TIME)  # NULL
+    ms, rest = divmod(value, per_ms)
+    if rest:
+        raise _CellError("time", "the timestamp has sub-millisecond digits" + _BAD_TIME)
+    return ms
 
 
 def _datetime_ms(value: datetime) -> int:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import duckdb
 import pytest
 from helpers import SMA_WASM, flat_rows, write_bars
 
@@ -89,8 +89,14 @@ def test_report_text_and_exports(state_dir: Path, tmp_path: Path) -> None:
         "report", state_dir, "--export", tmp_path / "pq", "--export-format", "parquet"
     )
     assert result.returncode == 0, result.stderr
-    orders = pq.read_table(tmp_path / "pq" / "orders.parquet").to_pylist()
-    assert [o["status"] for o in orders] == ["FILLED"] * 3
+    with duckdb.connect() as con:
+        orders = con.execute("FROM read_parquet(?)", [str(tmp_path / "pq" / "orders.parquet")])
+        names = [column[0] for column in orders.description or ()]
+        statuses = [dict(zip(names, row, strict=True))["status"] for row in orders.fetchall()]
+        assert statuses == ["FILLED"] * 3
+        marks = con.execute("FROM read_parquet(?)", [str(tmp_path / "pq" / "marks.parquet")])
+        assert marks.fetchall() == []  # no marks, but the columns are there
+        assert "signal_type" in [column[0] for column in marks.description or ()]
 
 
 def test_report_without_a_journal_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import duckdb
 import pytest
 
 from kubetrade.runner.domain import Bar
@@ -30,6 +30,27 @@ def write_csv(tmp_path: Path, *lines: str, name: str = "bars.csv") -> Path:
 def row(minute: int, symbol: str = "AAA", price: float = 100.0, volume: float = 10.0) -> str:
     """A valid CSV row at T0 + `minute` minutes, in epoch milliseconds."""
     return f"{T0 + minute * MINUTE},{symbol},{price},{price + 1},{price - 1},{price + 0.5},{volume}"
+
+
+def write_parquet(path: Path, query: str) -> Path:
+    """The rows of a DuckDB query (literals only) as a Parquet file."""
+    with duckdb.connect() as con:
+        con.execute(f"COPY ({query}) TO ? (FORMAT parquet)", [str(path)])
+    return path
+
+
+def values(rows: Sequence[Sequence[object]], columns: dict[str, str]) -> str:
+    """A SELECT of `rows`, each column cast to the DuckDB type given for its name."""
+    body = ", ".join("(" + ", ".join(map(repr_sql, row)) + ")" for row in rows)
+    names = ", ".join(f'"{name}"' for name in columns)
+    casts = ", ".join(f'"{name}"::{kind} AS "{name}"' for name, kind in columns.items())
+    return f"SELECT {casts} FROM (VALUES {body}) AS t({names})"
+
+
+def repr_sql(value: object) -> str:
+    if value is None:
+        return "NULL"
+    return f"'{value}'" if isinstance(value, str) else repr(value)
 
 
 def replay(path: Path, symbols: tuple[str, ...] = ("AAA",), **options: object) -> ReplayProvider:
@@ -70,27 +91,20 @@ async def test_csv_and_parquet_agree_for_a_multi_symbol_file(tmp_path: Path) -> 
     ]
     csv_path = write_csv(tmp_path, HEADER, *lines)
     cells = [line.split(",") for line in lines]
-    table = pa.table(
-        {
-            "Time": pa.array([int(c[0]) for c in cells], type=pa.int64()),
-            "SYMBOL": [c[1] for c in cells],
-            **{
-                name: pa.array([float(c[i]) for c in cells])
-                for i, name in enumerate(("Open", "High", "Low", "Close", "Volume"), start=2)
-            },
-        }
-    )
-    parquet_path = tmp_path / "bars.parquet"
-    pq.write_table(table, parquet_path)
+    rows = [(int(c[0]), c[1], *map(float, c[2:])) for c in cells]
+    columns = {"Time": "BIGINT", "SYMBOL": "VARCHAR"}
+    columns |= dict.fromkeys(("Open", "High", "Low", "Close", "Volume"), "DOUBLE")
+    parquet_path = write_parquet(tmp_path / "bars.parquet", values(rows, columns))
     symbols = ("AAA", "BBB")
     assert await collect(replay(csv_path, symbols)) == await collect(replay(parquet_path, symbols))
 
 
 async def test_format_is_detected_from_content_when_the_suffix_says_nothing(tmp_path: Path) -> None:
-    table = pa.table({"time": [T0], "open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0],
-                      "volume": [0.0]})  # fmt: skip
-    parquet_path = tmp_path / "bars.data"
-    pq.write_table(table, parquet_path)
+    parquet_path = write_parquet(
+        tmp_path / "bars.data",
+        f"SELECT {T0} AS time, 1.0::DOUBLE AS open, 1.0::DOUBLE AS high, 1.0::DOUBLE AS low,"
+        " 1.0::DOUBLE AS close, 0.0::DOUBLE AS volume",
+    )
     csv_path = write_csv(tmp_path, "time,open,high,low,close,volume", f"{T0},1,1,1,1,0", name="b")
     expected = [Bar("AAA", T0, 1.0, 1.0, 1.0, 1.0, 0.0)]
     assert await collect(replay(parquet_path)) == expected
@@ -122,25 +136,38 @@ async def test_time_formats(tmp_path: Path, text: str) -> None:
     assert bar == Bar("AAA", T0, 1.0, 2.0, 0.5, 1.5, 3.0)
 
 
+BAR_COLUMNS = "'AAA' AS symbol, 1.0 AS open, 2.0 AS high, 0.5 AS low, 1.5 AS close, 3 AS volume"
+
+
 @pytest.mark.parametrize(
-    ("column", "expected"),
+    "time",
     [
-        (pa.array([T0 * 1000], type=pa.timestamp("us", tz="Europe/Paris")), T0),
-        (pa.array([T0], type=pa.timestamp("ms")), T0),  # naive: UTC
-        (pa.array([T0 // 1000], type=pa.timestamp("s", tz="UTC")), T0),
-        (pa.array([T0 * 1_000_000], type=pa.timestamp("ns", tz="UTC")), T0),
-        (pa.array([T0 // 86_400_000], type=pa.date32()), T0),
-        (pa.array([T0 // 1000], type=pa.int32()), T0),
-        (pa.array(["2024-01-01T00:00:00Z"]), T0),
+        "TIMESTAMPTZ '2024-01-01 01:00:00+01'",  # stored as UTC microseconds
+        "TIMESTAMP_MS '2024-01-01 00:00:00'",  # naive: UTC
+        "TIMESTAMP '2024-01-01 00:00:00'",
+        "TIMESTAMP_S '2024-01-01 00:00:00'",
+        "TIMESTAMP_NS '2024-01-01 00:00:00'",
+        "TIMESTAMPTZ_NS '2024-01-01 00:00:00+00'",
+        "DATE '2024-01-01'",
+        f"{T0 // 1000}::INTEGER",  # epoch seconds
+        f"{T0}::BIGINT",  # epoch milliseconds
+        "'2024-01-01T00:00:00Z'",
     ],
 )
-async def test_parquet_time_types(tmp_path: Path, column: pa.Array, expected: int) -> None:
-    table = pa.table({"time": column, "symbol": ["AAA"], "open": [1.0], "high": [2.0],
-                      "low": [0.5], "close": [1.5], "volume": [3]})  # fmt: skip
-    path = tmp_path / "bars.parquet"
-    pq.write_table(table, path)
+async def test_parquet_time_types(tmp_path: Path, time: str) -> None:
+    path = write_parquet(tmp_path / "bars.parquet", f"SELECT {time} AS time, {BAR_COLUMNS}")
     [bar] = await collect(replay(path))
-    assert bar == Bar("AAA", expected, 1.0, 2.0, 0.5, 1.5, 3.0)
+    assert bar == Bar("AAA", T0, 1.0, 2.0, 0.5, 1.5, 3.0)
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["TIMESTAMP '2024-01-01 00:00:00.000001'", "TIMESTAMP_NS '2024-01-01 00:00:00.000000001'"],
+)
+def test_parquet_timestamps_below_the_millisecond_are_refused(tmp_path: Path, time: str) -> None:
+    path = write_parquet(tmp_path / "bars.parquet", f"SELECT {time} AS time, {BAR_COLUMNS}")
+    with pytest.raises(MarketDataError, match="row 1, column 'time': the timestamp has sub-milli"):
+        replay(path)
 
 
 async def test_header_case_extra_columns_bom_and_missing_symbol_column(tmp_path: Path) -> None:
@@ -323,13 +350,28 @@ def test_validation_errors_name_file_line_column_and_fix(
 
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
-    table = pa.table({"time": [T0, T0 + MINUTE], "symbol": ["AAA", "AAA"], "open": [1.0, 1.0],
-                      "high": [1.0, 1.0], "low": [1.0, 1.0], "close": [1.0, None],
-                      "volume": [1.0, 1.0]})  # fmt: skip
-    path = tmp_path / "bars.parquet"
-    pq.write_table(table, path)
+    rows = [(T0, "AAA", 1.0, 1.0, 1.0, 1.0, 1.0), (T0 + MINUTE, "AAA", 1.0, 1.0, 1.0, None, 1.0)]
+    columns = {"time": "BIGINT", "symbol": "VARCHAR"}
+    columns |= dict.fromkeys(("open", "high", "low", "close", "volume"), "DOUBLE")
+    path = write_parquet(tmp_path / "bars.parquet", values(rows, columns))
     with pytest.raises(MarketDataError, match=r"bars\.parquet: row 2, column 'close': is empty"):
         replay(path)
+    # DuckDB never writes two names that differ in case alone, as other writers do: write
+    # "Xlose" and respell it in the footer (same length, so the file stays valid).
+    twice = write_parquet(
+        tmp_path / "twice.parquet", f"SELECT {T0} AS time, {BAR_COLUMNS}, 2 AS Xlose"
+    )
+    twice.write_bytes(twice.read_bytes().replace(b"Xlose", b"Close"))
+    with pytest.raises(MarketDataError, match="schema, column 'Close': the column 'close' appears"):
+        replay(twice)
+
+
+async def test_a_parquet_file_named_like_a_pattern_is_read_alone(tmp_path: Path) -> None:
+    # DuckDB reads "b*.parquet" as a pattern; the replay reads the file of that name only.
+    write_parquet(tmp_path / "bx.parquet", f"SELECT {T0 + MINUTE} AS time, {BAR_COLUMNS}")
+    for name in ("b*.parquet", "b?.parquet", "b[x].parquet"):
+        path = write_parquet(tmp_path / name, f"SELECT {T0} AS time, {BAR_COLUMNS}")
+        assert await collect(replay(path)) == [Bar("AAA", T0, 1.0, 2.0, 0.5, 1.5, 3.0)], name
 
 
 def test_unreadable_and_missing_files(tmp_path: Path) -> None:

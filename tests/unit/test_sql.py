@@ -58,6 +58,40 @@ def test_market_data_table_has_the_documented_schema(sql: SqlEngine) -> None:
     ]  # fmt: skip
 
 
+def window_rows(window: Window) -> list[dict[str, str]]:
+    """What `SELECT time, symbol, close FROM market_data` must give for the window."""
+    rows = [b for symbol in window.series for b in window.bars(symbol)]
+    if len(window.series) > 1:
+        rows.sort(key=lambda b: (b.time, b.symbol))
+    return [
+        {"time": go_time(b.time * 1_000_000), "symbol": b.symbol, "close": go_float(b.close)}
+        for b in rows
+    ]
+
+
+@pytest.mark.parametrize("symbols", [("BTC",), ("ETH", "BTC", "AAA")])
+@pytest.mark.parametrize("every", [1, 7, 25])
+def test_market_data_follows_the_window(symbols: tuple[str, ...], every: int) -> None:
+    # A window of 10 bars per symbol slides on every bar; a query every `every` bars sees it
+    # whole (after 25 bars none of the rows the last query saw is left).
+    window = Window(size=10)
+    sql = SqlEngine(window)
+    query = "SELECT time, symbol, close FROM market_data"
+    try:
+        for i in range(200):
+            for k, symbol in enumerate(symbols):
+                close = 100 + i + k / 4
+                window.append(Bar(symbol, T0 + i * MIN, close, close + 1, close - 1, close, 1))
+                if (i * len(symbols) + k) % every == 0:
+                    assert sql.execute(query, []) == window_rows(window), (i, symbol)
+        # A bar out of time order, then an ordinary one: what the window says, as it says it.
+        for time in (T0 + 150 * MIN, T0 + 201 * MIN):
+            window.append(Bar(symbols[0], time, 1, 2, 0.5, 1.5, 1))
+            assert sql.execute(query, []) == window_rows(window)
+    finally:
+        sql.close()
+
+
 def test_parameters_are_bound_never_spliced(sql: SqlEngine) -> None:
     query = (
         "SELECT symbol, avg(close) AS mean, count(*) AS n FROM market_data"
@@ -170,6 +204,40 @@ def test_values_are_formatted_as_argo_tradings_go_host_prints_them(sql: SqlEngin
         "day": "2024-03-04 00:00:00 +0000 UTC",
         "s": "x",
     }
+
+
+def test_types_python_cannot_read_exactly_are_converted_in_sql(sql: SqlEngine) -> None:
+    # A TIMESTAMPTZ (Python would need pytz), nanoseconds (Python's datetime stops at the
+    # microsecond) and intervals (Python folds months into days) are converted in SQL;
+    # the query is wrapped, so a trailing semicolon or comment must not break it.
+    [row] = sql.execute(
+        "SELECT TIMESTAMP_NS '2024-03-04 00:00:01.123456789' AS ns,"
+        " TIMESTAMPTZ '1969-12-31 23:00:00-01' AS tz, TIME '12:30:00.25' AS t,"
+        " INTERVAL '14 months -3 days 1.5 seconds' AS i, NULL::INTERVAL AS none,"
+        " [TIMESTAMPTZ '2024-03-04 00:00:00+00'] AS nested; -- a comment",
+        [],
+    )
+    assert row == {
+        "ns": "2024-03-04 00:00:01.123456789 +0000 UTC",
+        "tz": "1970-01-01 00:00:00 +0000 UTC",
+        "t": "0001-01-01 12:30:00.25 +0000 UTC",
+        "i": "MonthDayNano(months=14, days=-3, nanoseconds=1500000000)",
+        "none": "<nil>",
+        "nested": "['2024-03-04 00:00:00+00']",
+    }
+    ordered = sql.execute(
+        "SELECT TIMESTAMPTZ '2024-03-04 00:00:00+00' + INTERVAL (range) HOUR AS t"
+        " FROM range(3) ORDER BY range DESC;",
+        [],
+    )
+    assert [r["t"][11:13] for r in ordered] == ["02", "01", "00"]
+    with pytest.raises(SqlError, match="out of range"):
+        sql.execute("SELECT TIMESTAMP '10000-01-01' AS t", [])
+
+
+def test_a_call_may_shorten_the_time_budget(sql: SqlEngine) -> None:
+    with pytest.raises(SqlError, match=r"ran longer than 0\.1 s"):
+        sql.execute("SELECT count(*) FROM range(100000000000) a, range(1000) b", [], timeout_s=0.1)
 
 
 def test_go_float_matches_go_fmt_v() -> None:
