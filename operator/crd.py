@@ -179,6 +179,17 @@ CEL_RULES: Final[tuple[CelRule, ...]] = (
         reason="FieldValueForbidden",
     ),
     CelRule(
+        name=spec.LIVE_STRATEGY_PINNED.name,
+        scope=spec.LIVE_STRATEGY_PINNED.scope,
+        rule="!(has(self.trading.confirmLive) && self.trading.confirmLive)"
+        " || !has(self.strategy.oci)"
+        f" || self.strategy.oci.reference.matches({_cel_string(spec.OCI_PINNED)})",
+        message="a session that can trade real money (spec.trading.confirmLive: true) runs"
+        " exactly the strategy it was tested with: pin spec.strategy.oci.reference by digest,"
+        " <repository>@sha256:<digest> (`kubetrade strategy push` prints it)",
+        field_path=".strategy.oci.reference",
+    ),
+    CelRule(
         name=spec.WARMUP_WITHIN_CACHE.name,
         scope=spec.WARMUP_WITHIN_CACHE.scope,
         rule="!has(self.warmupBars) || !has(self.marketDataCacheSize)"

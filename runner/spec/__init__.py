@@ -52,6 +52,7 @@ from kubetrade.runner.spec.document import (
     TradingSpec,
     json_schema,
 )
+from kubetrade.runner.spec.fields import OCI_PINNED
 from kubetrade.runner.spec.providers import (
     MARKET_DATA_CONFIGS,
     TRADING_CONFIGS,
@@ -74,6 +75,7 @@ from kubetrade.runner.spec.providers import (
 from kubetrade.runner.spec.rules import (
     BACKOFF_ORDERED,
     CROSS_FIELD_RULES,
+    LIVE_STRATEGY_PINNED,
     LIVE_TRADING_CONFIRMED,
     ONE_STRATEGY_SOURCE,
     REPLAY_FORMAT_KNOWN,
@@ -97,8 +99,10 @@ __all__ = [
     "GROUP",
     "IBKR_LIVE_PORTS",
     "KIND",
+    "LIVE_STRATEGY_PINNED",
     "LIVE_TRADING_CONFIRMED",
     "MARKET_DATA_CONFIGS",
+    "OCI_PINNED",
     "ONE_STRATEGY_SOURCE",
     "REPLAY_FORMAT_KNOWN",
     "TESTNET_HOSTS",

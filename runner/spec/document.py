@@ -43,6 +43,7 @@ from kubetrade.runner.spec.providers import (
     provider_config,
 )
 from kubetrade.runner.spec.rules import (
+    LIVE_STRATEGY_PINNED,
     LIVE_TRADING_CONFIRMED,
     ONE_STRATEGY_SOURCE,
     WARMUP_WITHIN_CACHE,
@@ -75,10 +76,17 @@ class ConfigMapKeyRef(Model):
 
 
 class OciArtifact(Model):
-    """A strategy published as an OCI artifact."""
+    """A strategy published as an OCI artifact (`kubetrade strategy push`)."""
 
-    image: OciReference = Field(
-        description="Artifact reference pinned by digest: <repository>@sha256:<64 hex digits>."
+    reference: OciReference = Field(
+        description="<registry>/<repository>:<tag> or ...@sha256:<digest>. In Kubernetes the"
+        " operator resolves a tag to its digest once per spec change and the runner loads"
+        " exactly that digest; a session that can trade real money must pin a digest.",
+    )
+    pull_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="A kubernetes.io/dockerconfigjson Secret with the registry's login; locally"
+        " the docker config file (~/.docker/config.json or --registry-config) is used.",
     )
 
 
@@ -284,6 +292,8 @@ class ResourcesSpec(Model):
 
 class SessionSpec(Model):
     """What to trade, with which strategy, where the data comes from and where orders go."""
+
+    rules = (LIVE_STRATEGY_PINNED,)
 
     symbols: list[Symbol] = Field(
         min_length=1,

@@ -58,7 +58,13 @@ _DNS_LABEL: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _DNS_SUBDOMAIN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _SYMBOL: Final = r"^[A-Za-z0-9._:/-]{1,32}$"
 _CONFIG_MAP_KEY: Final = r"^[-._a-zA-Z0-9]+$"
-_OCI_PINNED: Final = r"^[^\s@]+@sha256:[a-f0-9]{64}$"
+# An image reference as docker writes it: [registry/]repository[:tag][@sha256:digest].
+_OCI_REFERENCE: Final = (
+    r"^([a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*"
+    r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(@sha256:[a-f0-9]{64})?$"
+)
+OCI_PINNED: Final = r"@sha256:[a-f0-9]{64}$"
 _CCXT_EXCHANGE: Final = r"^[a-z][a-z0-9_]*$"
 # The serialized form of a Kubernetes resource.Quantity (as controller-gen emits it).
 _QUANTITY: Final = (
@@ -105,20 +111,20 @@ def _check_config_map_key(value: str) -> str:
     return value
 
 
-def _check_oci_pinned(value: str) -> str:
-    if re.fullmatch(_OCI_PINNED, value):
+def _check_oci_reference(value: str) -> str:
+    if len(value) <= 512 and re.fullmatch(_OCI_REFERENCE, value):
         return value
-    if "@" not in value:
+    if "@" in value and not re.search(OCI_PINNED, value):
         raise PydanticCustomError(
-            "oci_not_pinned",
-            f"{value!r} is not pinned by digest; a tag can move under a running session, so pin"
-            " the image by digest: <repository>@sha256:<64 hex digits>"
-            " (`crane digest <image>` or `oras resolve <image>` prints it)",
+            "oci_bad_digest",
+            f"{value!r} has a malformed digest; write <registry>/<repository>@sha256:<64"
+            " lowercase hex digits>",
         )
     raise PydanticCustomError(
-        "oci_bad_digest",
-        f"{value!r} has a malformed digest; pin by digest as <repository>@sha256:<64 lowercase"
-        " hex digits>",
+        "oci_reference",
+        f"{value!r} is not an OCI reference: write <registry>/<repository>:<tag> or"
+        " <registry>/<repository>@sha256:<digest> (lowercase repository, e.g."
+        " ghcr.io/acme/strategies/sma:v3)",
     )
 
 
@@ -210,8 +216,8 @@ ConfigMapKey = Annotated[
 ]
 OciReference = Annotated[
     str,
-    AfterValidator(_check_oci_pinned),
-    WithJsonSchema({"type": "string", "pattern": _OCI_PINNED}),
+    AfterValidator(_check_oci_reference),
+    WithJsonSchema({"type": "string", "pattern": _OCI_REFERENCE, "maxLength": 512}),
 ]
 Quantity = Annotated[
     str,

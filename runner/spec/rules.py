@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 from kubetrade.runner.spec.base import Rule
-from kubetrade.runner.spec.fields import format_from_extension
+from kubetrade.runner.spec.fields import OCI_PINNED, format_from_extension
 
 if TYPE_CHECKING:
-    from kubetrade.runner.spec.document import EngineSpec, StrategySpec, TradingSpec
+    from kubetrade.runner.spec.document import (
+        EngineSpec,
+        SessionSpec,
+        StrategySpec,
+        TradingSpec,
+    )
     from kubetrade.runner.spec.providers import BackoffConfig, ReplayConfig
 
 # Every rule that relates two or more fields lives here, as one small function
@@ -51,6 +57,17 @@ def _live_trading_confirmed(trading: TradingSpec) -> str | None:
     return f"{what} trades real money; set spec.trading.confirmLive: true to confirm"
 
 
+def _live_strategy_pinned(session: SessionSpec) -> str | None:
+    oci = session.strategy.oci
+    if not session.trading.confirm_live or oci is None or re.search(OCI_PINNED, oci.reference):
+        return None
+    return (
+        f"{oci.reference!r} is a tag, and a session that can trade real money"
+        " (spec.trading.confirmLive: true) runs exactly the strategy it was tested with: pin"
+        " it by digest, <repository>@sha256:<digest> (`kubetrade strategy push` prints it)"
+    )
+
+
 def _warmup_within_cache(engine: EngineSpec) -> str | None:
     if engine.warmup_bars <= engine.market_data_cache_size:
         return None
@@ -85,6 +102,9 @@ ONE_STRATEGY_SOURCE: Final[Rule[StrategySpec]] = Rule(
 LIVE_TRADING_CONFIRMED: Final[Rule[TradingSpec]] = Rule(
     "live-trading-confirmed", "spec.trading", "confirmLive", _live_trading_confirmed
 )
+LIVE_STRATEGY_PINNED: Final[Rule[SessionSpec]] = Rule(
+    "live-strategy-pinned", "spec", "strategy.oci.reference", _live_strategy_pinned
+)
 WARMUP_WITHIN_CACHE: Final[Rule[EngineSpec]] = Rule(
     "warmup-within-cache", "spec.engine", "warmupBars", _warmup_within_cache
 )
@@ -97,6 +117,7 @@ BACKOFF_ORDERED: Final[Rule[BackoffConfig]] = Rule(
 CROSS_FIELD_RULES: Final[tuple[Rule[Any], ...]] = (
     ONE_STRATEGY_SOURCE,
     LIVE_TRADING_CONFIRMED,
+    LIVE_STRATEGY_PINNED,
     WARMUP_WITHIN_CACHE,
     REPLAY_FORMAT_KNOWN,
     BACKOFF_ORDERED,

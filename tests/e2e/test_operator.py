@@ -495,7 +495,7 @@ def test_a_session_the_runner_would_refuse_fails_without_a_pod(
     cluster.apply(leaky, namespace=namespace)
     oci_strategy = session_yaml("oci").replace(
         "configMapRef: {name: sma-strategy, key: strategy.wasm.xz}",
-        "oci: {image: 'registry.example/sma@sha256:" + "0" * 64 + "'}",
+        "oci: {reference: 'registry.example/sma@sha256:" + "0" * 64 + "'}",
     )
     cluster.apply(oci_strategy, namespace=namespace)
 

@@ -210,7 +210,7 @@ def test_a_suspended_session_keeps_its_config_map_and_has_no_pod() -> None:
 
 
 def test_strategy_sources_the_operator_cannot_mount_are_refused_with_a_reason() -> None:
-    oci = {"oci": {"image": "registry.example/sma@sha256:" + "0" * 64}, "config": {}}
+    oci = {"oci": {"reference": "registry.example/sma@sha256:" + "0" * 64}, "config": {}}
     with pytest.raises(UnsupportedSession) as refused:
         desired_children(session(strategy=oci), SETTINGS)
     assert refused.value.reason == "StrategySourceUnsupported"

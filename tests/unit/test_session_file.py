@@ -337,7 +337,7 @@ def test_wrong_type_of_section() -> None:
 def test_strategy_source_problem_is_on_the_strategy() -> None:
     text = edited(
         "    path: ../strategies/examples/sma/sma.wasm\n",
-        f"    path: sma.wasm\n    oci: {{image: 'r.example/sma@{DIGEST}'}}\n",
+        f"    path: sma.wasm\n    oci: {{reference: 'r.example/sma@{DIGEST}'}}\n",
     )
     assert error_lines(text) == [
         "spec.strategy: set exactly one of path, configMapRef or oci; found path and oci"

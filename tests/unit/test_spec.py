@@ -47,7 +47,7 @@ spec:
   symbols: [BTCUSDT, ETH/USDT]
   interval: 5m
   strategy:
-    oci: {{image: "registry.example/strategies/sma@{DIGEST}"}}
+    oci: {{reference: "registry.example/strategies/sma@{DIGEST}", pullSecretRef: {{name: pull}}}}
     config: {{fastPeriod: 5, slowPeriod: 20, nested: {{list: [1, 2.5, null, true]}}}}
   marketData:
     provider: binance
@@ -142,7 +142,8 @@ def test_full_example_is_read_into_typed_fields() -> None:
     assert s.symbols == ["BTCUSDT", "ETH/USDT"]
     assert s.interval_ms == 300_000
     assert s.strategy.oci is not None
-    assert s.strategy.oci.image.endswith(DIGEST)
+    assert s.strategy.oci.reference.endswith(DIGEST)
+    assert s.strategy.oci.pull_secret_ref is not None
     assert s.strategy.config["nested"] == {"list": [1, 2.5, None, True]}
     assert s.market_data.credentials_secret_ref is not None
     assert s.market_data.credentials_secret_ref.name == "binance-keys"
@@ -298,7 +299,8 @@ def test_empty_config_is_the_same_as_no_config() -> None:
         {"path": "strategies/sma.wasm"},
         {"configMapRef": {"name": "sma-strategy"}},
         {"configMapRef": {"name": "sma-strategy", "key": "v2.wasm"}},
-        {"oci": {"image": f"registry.example/strategies/sma@{DIGEST}"}},
+        {"oci": {"reference": f"registry.example/strategies/sma@{DIGEST}"}},
+        {"oci": {"reference": "registry.example/strategies/sma:v1"}},
     ],
 )
 def test_one_strategy_source_is_accepted(source: dict[str, Any]) -> None:
@@ -318,7 +320,7 @@ def test_no_strategy_source_is_refused() -> None:
 
 
 def test_two_strategy_sources_are_refused() -> None:
-    source = {"path": "a.wasm", "oci": {"image": f"r.example/s@{DIGEST}"}}
+    source = {"path": "a.wasm", "oci": {"reference": f"r.example/s@{DIGEST}"}}
     path, message = only_problem(with_spec(strategy=source))
     assert path == "spec.strategy"
     assert message == "set exactly one of path, configMapRef or oci; found path and oci"
@@ -337,11 +339,21 @@ def test_empty_strategy_path_is_refused() -> None:
         "sma:latest",
     ],
 )
-def test_oci_image_by_tag_is_refused_with_pin_by_digest_advice(image: str) -> None:
-    path, message = only_problem(with_spec(strategy={"oci": {"image": image}}))
-    assert path == "spec.strategy.oci.image"
-    assert "not pinned by digest" in message
-    assert "pin the image by digest" in message
+def test_oci_reference_by_tag_is_refused_for_real_money_with_pin_advice(image: str) -> None:
+    load(with_spec(strategy={"oci": {"reference": image}}))  # a paper session may follow a tag
+    live = {"provider": "binance-live", "confirmLive": True}
+    path, message = only_problem(with_spec(strategy={"oci": {"reference": image}}, trading=live))
+    assert path == "spec.strategy.oci.reference"
+    assert "pin it by digest" in message and "real money" in message
+
+
+@pytest.mark.parametrize(
+    "image", ["Registry.example/sma:v1", "registry.example/sma:-v1", "registry.example/sma sma"]
+)
+def test_oci_reference_that_is_not_one_is_refused(image: str) -> None:
+    path, message = only_problem(with_spec(strategy={"oci": {"reference": image}}))
+    assert path == "spec.strategy.oci.reference"
+    assert "not an OCI reference" in message
 
 
 @pytest.mark.parametrize(
@@ -354,8 +366,8 @@ def test_oci_image_by_tag_is_refused_with_pin_by_digest_advice(image: str) -> No
     ],
 )
 def test_oci_image_with_malformed_digest_is_refused(image: str) -> None:
-    path, message = only_problem(with_spec(strategy={"oci": {"image": image}}))
-    assert path == "spec.strategy.oci.image"
+    path, message = only_problem(with_spec(strategy={"oci": {"reference": image}}))
+    assert path == "spec.strategy.oci.reference"
     assert "digest" in message
 
 
@@ -364,7 +376,9 @@ def test_oci_image_with_malformed_digest_is_refused(image: str) -> None:
     [f"registry.example:5000/team/sma@{DIGEST}", f"registry.example/sma:v1@{DIGEST}"],
 )
 def test_oci_image_pinned_by_digest_is_accepted(image: str) -> None:
-    load(with_spec(strategy={"oci": {"image": image}}))
+    load(with_spec(strategy={"oci": {"reference": image}}))
+    live = {"provider": "binance-live", "confirmLive": True}
+    load(with_spec(strategy={"oci": {"reference": image}}, trading=live))
 
 
 def test_strategy_config_is_free_form_json() -> None:
@@ -862,8 +876,8 @@ def test_no_field_anywhere_looks_like_a_credential() -> None:
         names |= {field.alias or name for name, field in model.model_fields.items()}
     names |= set(_property_names(json_schema()))
     suspicious = {n for n in names if looks_like_credential(n)}
-    # credentialsSecretRef names a Secret; `key` is configMapRef.key, a ConfigMap key.
-    assert suspicious == {"credentialsSecretRef", "key"}
+    # credentialsSecretRef and pullSecretRef name Secrets; `key` is configMapRef.key.
+    assert suspicious == {"credentialsSecretRef", "pullSecretRef", "key"}
 
 
 # -------------------------------------------------------------------- schema
@@ -946,7 +960,7 @@ def test_schema_is_plain_json_and_carries_the_server_side_checks() -> None:
     assert defs["EngineSpec"]["properties"]["marketDataCacheSize"]["minimum"] == 10
     assert defs["EngineSpec"]["properties"]["marketDataCacheSize"]["default"] == 1000
     assert defs["ObjectMeta"]["properties"]["name"]["maxLength"] == 63
-    assert "sha256" in defs["OciArtifact"]["properties"]["image"]["pattern"]
+    assert "sha256" in defs["OciArtifact"]["properties"]["reference"]["pattern"]
     quantity = defs["ResourcesSpec"]["properties"]["limits"]["additionalProperties"]
     assert quantity["x-kubernetes-int-or-string"] is True
 
@@ -959,7 +973,10 @@ def test_schema_is_plain_json_and_carries_the_server_side_checks() -> None:
             ["sma-demo", "a" * 63, "Sma", "-a", "a-", "a.b", "a" * 64, "ok\n"],
         ),
         (("SessionSpec", "symbols", "items"), ["BTC/USDT", "A" * 32, "A" * 33, "A B", ""]),
-        (("OciArtifact", "image"), [f"r.example/s@{DIGEST}", "r.example/s:v1", "r@sha256:ab"]),
+        (
+            ("OciArtifact", "reference"),
+            [f"r.example/s@{DIGEST}", "r.example/s:v1", "r@sha256:ab", "R.example/s", "s"],
+        ),
         (("SecretRef", "name"), ["keys", "my.keys-1", "My_Keys", ".keys"]),
     ],
 )
@@ -986,7 +1003,7 @@ def test_schema_patterns_agree_with_the_validators(
 _PLACE: dict[str, Callable[[dict[str, Any], str], None]] = {
     "ObjectMeta": lambda d, v: d["metadata"].update(name=v),
     "SessionSpec": lambda d, v: d["spec"].update(symbols=[v]),
-    "OciArtifact": lambda d, v: d["spec"].update(strategy={"oci": {"image": v}}),
+    "OciArtifact": lambda d, v: d["spec"].update(strategy={"oci": {"reference": v}}),
     "SecretRef": lambda d, v: d["spec"]["trading"].update(credentialsSecretRef={"name": v}),
 }
 
