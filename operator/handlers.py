@@ -21,7 +21,7 @@ import kopf
 
 from kubetrade.operator.children import FINALIZER, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY
 from kubetrade.operator.crd import PLURAL
-from kubetrade.operator.kube import Connection
+from kubetrade.operator.login import Login
 from kubetrade.operator.reconcile import Reconciler
 from kubetrade.runner.spec import GROUP, VERSION
 
@@ -50,15 +50,16 @@ def operator_settings() -> kopf.OperatorSettings:
 
 
 def build_registry(
-    reconciler: Reconciler, connection: Connection, *, resync_seconds: float = RESYNC_SECONDS
+    reconciler: Reconciler, login: Login, *, resync_seconds: float = RESYNC_SECONDS
 ) -> kopf.OperatorRegistry:
     """A kopf registry whose every handler converges one session."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        # kopf acts as the same identity as the reconciler.
-        return connection.kopf_info()
+    def log_in(**_: Any) -> kopf.ConnectionInfo:
+        # kopf acts as the same identity as the reconciler. It asks at start and again
+        # when the API server refuses what it has (a rotated token): read it afresh.
+        return login.info(refresh=True)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def session_event(type: str, name: str, namespace: str | None, **_: Any) -> None:

@@ -2,9 +2,9 @@
 
 kopf watches and calls our handlers; the reconciler then reads and writes objects itself
 through `Kube`, with plain JSON dicts: what it sends is what a reader of this file sees.
-Credentials come from the `kubernetes` package's loaders (kubeconfig or the pod's
-ServiceAccount), so exec plugins and token rotation work; kopf is given the very same
-identity, so the operator acts as one user.
+Credentials come from `login` (kubeconfig or the pod's ServiceAccount); kopf is given the
+very same identity, so the operator acts as one user. A request the API server refuses
+with 401 is sent once more with the credentials read again, if they can change.
 """
 
 from __future__ import annotations
@@ -12,20 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import ssl
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
-import kopf
-from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 
 from kubetrade.operator.children import LABEL_SESSION, MANAGED_BY
 from kubetrade.operator.crd import PLURAL
+from kubetrade.operator.login import Login
 from kubetrade.runner.spec import GROUP, VERSION
 
 log = logging.getLogger("kubetrade.operator.kube")
@@ -45,71 +40,6 @@ class ApiError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
-    """Where the API server is and who we are to it."""
-
-    server: str
-    ca_path: str | None
-    cert_path: str | None
-    key_path: str | None
-    verify: bool
-    bearer: Callable[[], str | None]  # asked before each request: tokens rotate
-
-    def ssl_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=self.ca_path)
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.cert_path and self.key_path:
-            context.load_cert_chain(self.cert_path, self.key_path)
-        return context
-
-    def kopf_info(self) -> kopf.ConnectionInfo:
-        """The same identity, for kopf's own watches and patches."""
-        header = self.bearer() or ""
-        scheme, _, token = header.rpartition(" ")
-        return kopf.ConnectionInfo(
-            server=self.server,
-            ca_path=self.ca_path,
-            insecure=not self.verify,
-            scheme=scheme or None,
-            token=token or None,
-            certificate_path=self.cert_path,
-            private_key_path=self.key_path,
-        )
-
-
-def load_connection(kubeconfig: Path | None) -> Connection:
-    """From `kubeconfig`, or else the pod's ServiceAccount, or else $KUBECONFIG/~/.kube."""
-    config = k8s_client.Configuration()
-    # The loaders are untyped; they fill `config` in place.
-    load_kube_config: Callable[..., None] = k8s_config.load_kube_config
-    load_incluster_config: Callable[..., None] = k8s_config.load_incluster_config
-    if kubeconfig is not None:
-        load_kube_config(config_file=str(kubeconfig), client_configuration=config)
-    else:
-        try:
-            load_incluster_config(client_configuration=config)
-        except k8s_config.ConfigException:
-            load_kube_config(client_configuration=config)
-
-    def bearer() -> str | None:
-        value = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix(
-            "authorization"
-        )
-        return str(value) if value else None
-
-    return Connection(
-        server=str(config.host).rstrip("/"),
-        ca_path=config.ssl_ca_cert,
-        cert_path=config.cert_file,
-        key_path=config.key_file,
-        verify=bool(config.verify_ssl),
-        bearer=bearer,
-    )
-
-
 def session_path(namespace: str, name: str = "") -> str:
     base = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
     return f"{base}/{name}" if name else base
@@ -123,13 +53,17 @@ def core_path(namespace: str, kind: str, name: str = "") -> str:
 class Kube:
     """An API client for one identity. Use as an async context manager."""
 
-    def __init__(self, connection: Connection, *, user_agent: str = MANAGED_BY) -> None:
-        self.connection = connection
+    def __init__(self, login: Login, *, user_agent: str = MANAGED_BY) -> None:
+        self.login = login
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._server = ""
 
     async def __aenter__(self) -> Kube:
-        connector = aiohttp.TCPConnector(ssl=self.connection.ssl_context())
+        info = self.login.info()
+        self._server = info.server
+        # CA, client certificate and insecure-skip-tls-verify, as kopf reads them.
+        connector = aiohttp.TCPConnector(ssl=info.as_ssl_context())
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
@@ -153,22 +87,22 @@ class Kube:
     ) -> Obj:
         if self._session is None:
             raise RuntimeError("Kube used outside `async with`")
-        headers = {}
-        bearer = self.connection.bearer()
-        if bearer:
-            headers["Authorization"] = bearer
-        data = None
-        if body is not None:
-            data = json.dumps(body)
-            headers["Content-Type"] = content_type
-        async with self._session.request(
-            method, self.connection.server + path, data=data, params=params, headers=headers
-        ) as response:
-            text = await response.text()
-            if response.status >= 300:
-                raise _api_error(response.status, text)
-            result: Obj = json.loads(text) if text else {}
-            return result
+        data = None if body is None else json.dumps(body)
+        for refresh in (False, True):
+            headers = self.login.info(refresh=refresh).as_http_headers()
+            if data is not None:
+                headers["Content-Type"] = content_type
+            async with self._session.request(
+                method, self._server + path, data=data, params=params, headers=headers
+            ) as response:
+                text = await response.text()
+                if response.status == 401 and not refresh and self.login.renewable:
+                    continue  # a rotated token: read it again and retry once
+                if response.status >= 300:
+                    raise _api_error(response.status, text)
+                result: Obj = json.loads(text) if text else {}
+                return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Obj | None:
         """The object, or None when it does not exist."""

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -24,7 +25,8 @@ import kopf
 
 from kubetrade.operator.children import RunnerSettings
 from kubetrade.operator.handlers import RESYNC_SECONDS, build_registry, operator_settings
-from kubetrade.operator.kube import Kube, load_connection
+from kubetrade.operator.kube import Kube
+from kubetrade.operator.login import Login, load_login
 from kubetrade.operator.reconcile import Reconciler
 
 DEFAULT_IMAGE: Final = "ghcr.io/kubetrade/kubetrade:0.1.0"
@@ -97,16 +99,21 @@ def main(argv: Sequence[str]) -> int:
     if not (args.verbose or args.debug):
         # Every event and resync "succeeds" in kopf's log; our own lines say what changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    asyncio.run(_operate(args))
+    try:
+        login = load_login(args.kubeconfig)
+        login.info()  # a token file or exec plugin that fails says so now, in one line
+    except kopf.LoginError as exc:
+        print(f"kubetrade operator: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(_operate(args, login))
     return 0
 
 
-async def _operate(args: argparse.Namespace) -> None:
-    connection = load_connection(args.kubeconfig)
-    async with Kube(connection) as kube:
+async def _operate(args: argparse.Namespace, login: Login) -> None:
+    async with Kube(login) as kube:
         runner = RunnerSettings(image=args.runner_image, scratch_dir=args.runner_scratch_dir)
         reconciler = Reconciler(kube, runner)
-        registry = build_registry(reconciler, connection, resync_seconds=args.resync_seconds)
+        registry = build_registry(reconciler, login, resync_seconds=args.resync_seconds)
         await kopf.operator(
             registry=registry,
             settings=operator_settings(),
