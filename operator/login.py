@@ -127,7 +127,13 @@ def _from_kubeconfig(paths: list[Path]) -> Login:
     for path in paths:
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        except yaml.YAMLError as exc:
+            # Line and column only: PyYAML's own text quotes the line, which in a kubeconfig
+            # may hold a token or a key.
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise kopf.LoginError(f"the kubeconfig {path} is not valid YAML{where}") from None
+        except (OSError, UnicodeDecodeError) as exc:
             raise kopf.LoginError(f"cannot read the kubeconfig {path}: {exc}") from None
         if not isinstance(document, dict):
             raise kopf.LoginError(f"the kubeconfig {path} is not a YAML mapping")

@@ -17,7 +17,7 @@ Why this is sound (the C API leaves these to the embedder):
 
 * Types. "Unchecked" means wasmtime trusts the slots to match the function's
   type. Every export called here has had its exact signature checked when the
-  module was compiled (``modules.compile_checked``), and each call helper below is made
+  module was loaded (``modules.compile_checked``), and each call helper below is made
   for one signature. For host functions wasmtime itself checks, at link time,
   that the guest's import has the type the function was defined with, so a
   callback reads exactly the parameters its type declares.
@@ -75,8 +75,10 @@ import sys
 from ctypes import POINTER, c_char_p, c_size_t, c_uint32, c_uint64, c_void_p
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from wasmtime import Func, FuncType, Linker, Memory, Store, Trap, WasmtimeError
+from wasmtime import Func, FuncType, Linker, Memory, Store, Trap
 from wasmtime import _ffi as ffi
+
+from kubetrade.runner.strategy import internals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,13 +88,15 @@ if TYPE_CHECKING:
 
 if sys.byteorder != "little":  # the slot layout below assumes little-endian values
     raise ImportError("the wasm fast path needs a little-endian machine")
+# Everything private this module takes from wasmtime-py is listed and checked in one place.
+if _missing := internals.missing():
+    raise ImportError(f"{internals.MISMATCH_HINT}; missing: {', '.join(_missing)}")
 
 U32: Final = 0xFFFF_FFFF
 U64: Final = 0xFFFF_FFFF_FFFF_FFFF
-_SLOT: Final = ctypes.sizeof(ffi.wasmtime_val_raw_t)
-assert _SLOT == 16, "wasmtime_val_raw_t changed size: review fastcall"
+_SLOT: Final = internals.VAL_RAW_BYTES
 
-_lib = ffi.dll
+_lib = internals.library()
 
 
 def _c(name: str, restype: Any, *argtypes: Any) -> Any:
@@ -150,7 +154,7 @@ class Boundary:
 
     def __init__(self, store: Store) -> None:
         # wasmtime_store_context(): stable for the store's life (wasmtime-py caches it too).
-        self.context: int = ctypes.cast(store._context(), c_void_p).value or 0
+        self.context: int = internals.store_context(store)
         if not self.context:
             raise ValueError("store is closed")
         # The exception a callback raised, re-raised by the call that sees its trap.
@@ -165,14 +169,15 @@ class Boundary:
         # Wrapping hands ownership to wasmtime-py, which frees the object when collected.
         exc: BaseException | None = None
         if error:
-            exc = WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t)))
+            exc = internals.error_from(error)
         if raw_trap:
-            trap_exc = Trap._from_ptr(ctypes.cast(raw_trap, POINTER(ffi.wasm_trap_t)))
+            trap_exc = internals.trap_from(raw_trap)
             exc = exc or trap_exc
         pending, self.pending = self.pending, None
         if pending is not None:
             return pending  # a callback's own exception: the trap only carried it out
-        assert exc is not None, "failure() without an error or a trap"
+        if exc is None:  # the helpers call this only when wasmtime reported one
+            return Trap("wasmtime reported a failed call without an error or a trap")
         return exc
 
     def deadline_setter(self) -> Callable[[int], None]:
@@ -190,7 +195,7 @@ class _Call:
 
     def __init__(self, boundary: Boundary, func: Func, slots: int) -> None:
         # A private copy of the handle (store id + index): plain data, valid while the store is.
-        self.func = ffi.wasmtime_func_t.from_buffer_copy(func._func)
+        self.func = internals.func_handle(func)
         self.args = (ffi.wasmtime_val_raw_t * slots)()
         self.trap = c_void_p()
         boundary._owned.append(self)  # the addresses below must stay valid
@@ -298,12 +303,13 @@ class RawMemory:
     and a refusal is re-checked against the current size before it is reported.
     """
 
-    __slots__ = ("_handle", "_size", "_view", "address")
+    __slots__ = ("_base", "_handle", "_size", "_view", "address")
 
     def __init__(self, memory: Memory) -> None:
-        self._handle = ffi.wasmtime_memory_t.from_buffer_copy(memory._memory)
+        self._handle = internals.memory_handle(memory)
         self.address = ctypes.addressof(self._handle)
         self._size = 0
+        self._base = 0  # where the view starts; 0 until memory is first seen
         self._view = memoryview(b"")
 
     def _grown(self, where: Where, end: int) -> memoryview | None:
@@ -311,9 +317,16 @@ class RawMemory:
         context = where.context()
         size: int = _memory_data_size(context, self.address)
         if size != self._size:
-            base = _memory_data(context, self.address)
+            base: int = _memory_data(context, self.address) or 0
+            if self._base and base != self._base:
+                # Every access since the last growth went through the old view: an engine
+                # with memory_may_move on breaks this class's premise. Refuse loudly.
+                raise RuntimeError(
+                    "guest memory moved when it grew; the fast path needs an engine with "
+                    "memory_may_move off (modules.shared_engine)"
+                )
             self._view = memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
-            self._size = size
+            self._base, self._size = base, size
         return self._view if end <= size else None
 
     def size(self, context: int) -> int:
@@ -419,8 +432,8 @@ def define(
     key = next(_keys)
     _callbacks[key] = (callback, boundary)
     module_b, name_b = module.encode(), name.encode()
-    linker_ptr = ctypes.cast(linker.ptr(), c_void_p).value
-    ty_ptr = ctypes.cast(ty.ptr(), c_void_p).value
+    linker_ptr = internals.pointer(linker)
+    ty_ptr = internals.pointer(ty)
     error = _define_unchecked(
         linker_ptr,
         module_b,
@@ -434,7 +447,7 @@ def define(
     )
     if error:
         _callbacks.pop(key, None)
-        raise WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t)))
+        raise internals.error_from(error)
 
 
 def forget(boundary: Boundary) -> None:

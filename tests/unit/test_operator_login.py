@@ -230,3 +230,13 @@ async def test_a_refused_token_is_read_again_and_the_request_retried(
         (tmp_path / "token").write_text("revoked")
         await kube.request("GET", "/x")  # still "new": read again only after a 401
         assert seen == ["old", "new", "new"]
+
+
+def test_a_broken_kubeconfig_is_named_without_quoting_its_secrets(tmp_path: Path) -> None:
+    token = "kt-token-" + "Zq8" * 12
+    path = tmp_path / "config"
+    path.write_text(f"apiVersion: v1\nusers:\n- name: u\n  user:\n    token: {token}: x: [\n")
+    with pytest.raises(kopf.LoginError) as refused:
+        load_login(path)
+    assert "is not valid YAML at line 5" in str(refused.value)
+    assert token not in str(refused.value)
