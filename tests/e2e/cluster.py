@@ -5,7 +5,9 @@ starts it (embedded etcd + kube-apiserver + a kube-controller-manager with the g
 collector, namespace, service-account and root-CA controllers) on a free loopback port,
 and returns a `Cluster`: the admin kubeconfig, the server URL, kubectl helpers, identities
 for users and ServiceAccounts, and `start_node_agent()` for a node that runs pods as local
-processes (node_agent.py). Everything lives under one temporary directory that `stop()`
+processes (node_agent.py), or as podman containers of their images (runtime="podman").
+`start_cluster(controllers=WORKLOAD_CONTROLLERS)` adds the Deployment and ReplicaSet
+controllers to the default ones. Everything lives under one temporary directory that `stop()`
 removes (set KUBETRADE_E2E_KEEP=1 to keep it for a post-mortem).
 
 Every child process gets `--exit-on-stdin-eof` and a pipe as stdin, so a pytest that dies
@@ -29,11 +31,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .image import podman, podman_env
+
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = ROOT / "scripts" / "build-apiserver.sh"
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 NODE_NAME = "kubetrade-node"
+# kubetrade-apiserver's default controllers (tools/apiserver/serve.go), and the same with
+# the Deployment and ReplicaSet controllers, for tests that install workloads (a chart's
+# Deployment then gets its ReplicaSet and its Pod).
+DEFAULT_CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+WORKLOAD_CONTROLLERS = (*DEFAULT_CONTROLLERS, "deployment-controller", "replicaset-controller")
 
 T = TypeVar("T")
 _PREFIX = "kubetrade-e2e-"
@@ -104,6 +119,7 @@ class NodeAgent:
     work_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]  # holds our end of its stdin pipe: see module doc
+    runtime: str = "process"  # or "podman": pods run as containers (node_container.py)
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
         """The container's output so far (every restart, each after a `--- start` line)."""
@@ -117,8 +133,23 @@ class NodeAgent:
     def running(self) -> bool:
         return self.process.poll() is None
 
+    def containers(self, namespace: str | None = None) -> list[Obj]:
+        """podman's records (`podman ps --all`) of the containers this agent runs now, of
+        the pods in `namespace` or of every pod."""
+        if self.runtime != "podman":
+            return []
+        filters = [f"--filter=label=io.kubetrade.e2e.agent-pid={self.process.pid}"]
+        if namespace is not None:
+            filters.append(f"--filter=label=io.kubernetes.pod.namespace={namespace}")
+        listing = podman("ps", "--all", "--format=json", *filters, timeout=60)
+        found: list[Obj] = json.loads(listing.stdout or "[]")
+        return found
+
     def stop(self) -> None:
         _stop_process(self.process, grace=30)
+        # An agent stops its containers as it stops; any it could not (killed) go here.
+        for container in self.containers():
+            podman("rm", "--force", "--time=0", container["Id"], timeout=120)
 
 
 @dataclass
@@ -263,15 +294,24 @@ class Cluster:
         *,
         backoff_base: float = 10.0,
         backoff_max: float = 300.0,
+        runtime: str = "process",
+        insecure_registries: Sequence[str] = (),
         timeout: float = 30,
     ) -> NodeAgent:
-        """Start node_agent.py as node `name` and wait until its Node is Ready."""
+        """Start node_agent.py as node `name` and wait until its Node is Ready.
+
+        runtime="podman" runs pods as containers of their images (podman with the project's
+        settings, scripts/containers/env.sh), pulling from `insecure_registries` over HTTP.
+        """
         node_kubeconfig = self.user_kubeconfig(f"system:node:{name}", ["system:nodes"])
         binder_kubeconfig = self.user_kubeconfig("system:kube-scheduler")
         work_dir = self.dir / "nodes" / name
         work_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / f"node-agent-{name}.log"
-        env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(E2E_DIR.parent)}
+        base = podman_env() if runtime == "podman" else os.environ
+        env = {**base, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(E2E_DIR.parent)}
+        options = [f"--runtime={runtime}"]
+        options += [f"--insecure-registry={registry}" for registry in insecure_registries]
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [
@@ -285,6 +325,7 @@ class Cluster:
                     f"--kubetrade={KUBETRADE}",
                     f"--backoff-base={backoff_base}",
                     f"--backoff-max={backoff_max}",
+                    *options,
                     "--exit-on-stdin-eof",
                 ],
                 stdin=subprocess.PIPE,
@@ -293,7 +334,7 @@ class Cluster:
                 env=env,
                 cwd=work_dir,
             )
-        agent = NodeAgent(name, work_dir, log_path, process)
+        agent = NodeAgent(name, work_dir, log_path, process, runtime)
         self.agents.append(agent)
 
         def ready() -> bool:

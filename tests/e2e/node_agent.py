@@ -2,13 +2,17 @@
 
     PYTHONPATH=tests python -m e2e.node_agent --kubeconfig NODE.kubeconfig \
         --binder-kubeconfig SCHED.kubeconfig --node-name NAME --work-dir DIR \
-        [--kubetrade PATH] [--exit-on-stdin-eof]
+        [--kubetrade PATH] [--runtime process|podman [--insecure-registry HOST:PORT]...] \
+        [--exit-on-stdin-eof]
 
 It registers a Ready Node, binds unscheduled pods to it (as the scheduler would, with the
 binder identity, system:kube-scheduler), and runs every pod bound to it as local processes
-(see node_pod.py and node_files.py for the rules). It runs as its own process with its own
-log, authenticated as system:node:NAME in group system:nodes, so the API server's Node
-authorizer and NodeRestriction admission hold it to exactly what a kubelet may do.
+(see node_pod.py and node_files.py for the rules), or, with `--runtime podman`, as
+containers of their images (node_container.py; podman runs with the caller's
+CONTAINERS_CONF, which the harness takes from scripts/containers/env.sh). It runs as its
+own process with its own log, authenticated as system:node:NAME in group system:nodes, so
+the API server's Node authorizer and NodeRestriction admission hold it to exactly what a
+kubelet may do.
 
 It is a module of the tests.e2e package so that it can share kubeclient.py; with tests/ on
 PYTHONPATH (the harness sets it) it runs as `python -m e2e.node_agent`.
@@ -30,8 +34,9 @@ from typing import Any
 
 import aiohttp
 
+from . import node_container
 from .kubeclient import ApiError, KubeClient, load_credentials
-from .node_pod import AgentSettings, PodWorker, now
+from .node_pod import PODMAN, PROCESS, AgentSettings, PodWorker, now
 
 log = logging.getLogger("node_agent")
 
@@ -142,8 +147,16 @@ class NodeAgent:
                 "systemUUID": "",
                 "bootID": "",
                 "kernelVersion": platform.release(),
-                "osImage": "kubetrade e2e node agent (local processes)",
-                "containerRuntimeVersion": AGENT_VERSION.replace("/", "://"),
+                "osImage": (
+                    "kubetrade e2e node agent (podman containers)"
+                    if self.settings.runtime == PODMAN
+                    else "kubetrade e2e node agent (local processes)"
+                ),
+                "containerRuntimeVersion": (
+                    "podman://"
+                    if self.settings.runtime == PODMAN
+                    else AGENT_VERSION.replace("/", "://")
+                ),
                 "kubeletVersion": "v0.0.0-kubetrade",
                 "kubeProxyVersion": "",
                 "operatingSystem": "linux",
@@ -324,6 +337,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=Path(sys.executable).parent / "kubetrade",
         help="the program that `kubetrade` in a container's command means",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=[PROCESS, PODMAN],
+        default=PROCESS,
+        help="run containers as local processes (default) or as podman containers",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="pull from this registry over plain HTTP (podman mode; repeatable)",
+    )
     parser.add_argument("--backoff-base", type=float, default=10.0, help="seconds (kubelet: 10)")
     parser.add_argument("--backoff-max", type=float, default=300.0, help="seconds (kubelet: 300)")
     parser.add_argument(
@@ -342,7 +368,22 @@ async def _main(args: argparse.Namespace) -> None:
         work_dir=args.work_dir.resolve(),
         backoff_base=args.backoff_base,
         backoff_max=args.backoff_max,
+        runtime=args.runtime,
+        api_server=load_credentials(args.kubeconfig).server,
+        insecure_registries=frozenset(args.insecure_registry),
     )
+    if settings.runtime == PODMAN:
+        # Fail at once, and say why, on a machine without a working podman.
+        try:
+            version = await node_container.podman("version", "--format={{.Client.Version}}")
+        except (OSError, node_container.PodmanError) as exc:
+            raise SystemExit(
+                f"node agent: --runtime podman needs a working podman"
+                f" (scripts/install-container-tools.sh installs it): {exc}"
+            ) from None
+        log.info("running containers with podman %s", version.strip())
+        for name in await node_container.remove_orphans([os.getpid()]):
+            log.info("removed %s, left by an agent that is gone", name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,7 +26,7 @@ import base64
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -265,6 +265,69 @@ def lay_out_root(
     return mount_paths
 
 
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A bind mount of container mode: a host file or directory at `target` in the container."""
+
+    source: Path
+    target: str
+    read_only: bool
+
+
+def _give_to_group(path: Path, group: int, *, writable: bool) -> None:
+    """What the kubelet does for fsGroup: the group owns the files, may read them (write
+    too when the volume is writable), and new files in its directories inherit it."""
+    for entry in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if entry.is_symlink():
+            continue
+        os.chown(entry, -1, group)
+        mode = entry.stat().st_mode & 0o7777
+        if entry.is_dir():
+            entry.chmod(mode | 0o2050 | (0o020 if writable else 0))
+        else:
+            entry.chmod(mode | 0o040 | (0o020 if writable else 0))
+
+
+def lay_out_mounts(
+    root: Path,
+    container: Obj,
+    volumes: Mapping[str, Files | None],
+    empty_dirs: Path,
+    fs_group: int | None,
+) -> list[Mount]:
+    """Container mode: write each mounted volume's files under root, return the bind mounts.
+
+    configMap, secret, downwardAPI and projected volumes are mounted read-only (as the
+    kubelet mounts them), emptyDirs read-write unless the mount says readOnly; an emptyDir
+    is one directory per pod, mode 0777 as the kubelet makes it. With an fsGroup, the group
+    owns every volume's files (the runner's 0440 credentials are readable by it).
+    """
+    if root.exists():
+        shutil.rmtree(root)  # a restarted container starts from its volumes' contents again
+    root.mkdir(parents=True)
+    mounts: list[Mount] = []
+    for mount in container.get("volumeMounts") or []:
+        name, mount_path = mount["name"], mount["mountPath"]
+        if name not in volumes:
+            raise PodSetupError("CreateContainerConfigError", f"no volume named {name!r}")
+        files = volumes[name]
+        if files is None:  # emptyDir: one directory per pod, shared by its containers
+            sub_path = mount.get("subPath") or ""
+            source = empty_dirs / name / (_safe_relative(sub_path) if sub_path else "")
+            source.mkdir(parents=True, exist_ok=True)
+            source.chmod(0o777)
+            read_only = bool(mount.get("readOnly"))
+        else:
+            # One directory per mount (two mounts of one volume may pick different items).
+            source = root / "mounts" / str(len(mounts)) / "volume"
+            _write_files(files, source, mount.get("subPath", ""))
+            read_only = True
+        if fs_group is not None:
+            _give_to_group(source, fs_group, writable=not read_only)
+        mounts.append(Mount(source, str(PurePosixPath("/", mount_path)), read_only))
+    return mounts
+
+
 def path_rewriter(root: Path, mount_paths: list[str]) -> Callable[[str], str]:
     """A function that moves every mount path found in a string under root.
 
@@ -350,6 +413,20 @@ def base_env(root: Path, pod_name: str) -> dict[str, str]:
     }
 
 
+_LISTEN_URL = re.compile(r"(?<=://)(?:0\.0\.0\.0|127\.0\.0\.1|localhost|\[::\]):(\d+)(?=[/?#]|$)")
+
+
+def listen_on_host_ports(value: str, host_ports: Mapping[int, int]) -> str:
+    """`http://0.0.0.0:8080/x` -> `http://127.0.0.1:<host port of 8080>/x` in one argument;
+    a URL on another port, or on another host, is left alone."""
+
+    def one(match: re.Match[str]) -> str:
+        host = host_ports.get(int(match[1]))
+        return match[0] if host is None else f"127.0.0.1:{host}"
+
+    return _LISTEN_URL.sub(one, value)
+
+
 def served_port(container: Obj) -> int | None:
     """The containerPort the runner serves HTTP on: the one named `metrics`, or the only one."""
     ports = [p for p in container.get("ports") or [] if p.get("protocol", "TCP") == "TCP"]
@@ -363,26 +440,42 @@ def container_argv(
     container: Obj,
     env: Mapping[str, str],
     *,
-    kubetrade: Path,
+    kubetrade: Path | None,
     root: Path,
     mount_paths: list[str],
     http_port: tuple[int, int] | None,
+    host_ports: Mapping[int, int] | None = None,
+    entrypoint: Sequence[str] = ("kubetrade",),
+    image_args: Sequence[str] = (),
 ) -> list[str]:
     """The process's argv: command + args, expanded, paths rewritten, `kubetrade` resolved.
 
-    The kubetrade image's entrypoint is `kubetrade`, so a container with args and no command
-    runs `kubetrade ARGS`. http_port is (containerPort, host port): every pod shares
-    127.0.0.1, so the runner listens on a host port of its own; a `--http-port P` (or
+    As the kubelet does: `command` replaces the image's entrypoint (and its default
+    arguments), `args` replace the default arguments. The kubetrade image's entrypoint is
+    `kubetrade`, the default here, so a container with args and no command runs
+    `kubetrade ARGS`; container mode passes the image's real entrypoint and arguments.
+    kubetrade=None leaves a `kubetrade` argv[0] alone (container mode: the image's own).
+
+    Ports: every pod shares the host's network, so a program listens on a host port of its
+    own. http_port is (containerPort, host port) for the runner: a `--http-port P` (or
     `--http-port=P`) naming the containerPort gets the host port instead, and a
     `kubetrade run` without the flag gets `--http-port H` inserted after `run`.
+    host_ports maps every declared containerPort to its host port: an argument holding a
+    URL that listens on one (`--liveness=http://0.0.0.0:8080/healthz`, with 0.0.0.0,
+    127.0.0.1, localhost or [::] as the host) is given `127.0.0.1:<host port>` instead.
     """
     command = [expand(a, env) for a in container.get("command") or []]
     args = [expand(a, env) for a in container.get("args") or []]
-    argv = [*command, *args] if command else ["kubetrade", *args]
+    if command:
+        argv = [*command, *args]
+    else:
+        argv = [*entrypoint, *(args if container.get("args") is not None else image_args)]
     rewrite = path_rewriter(root, mount_paths)
     argv = [rewrite(a) for a in argv]
+    if host_ports:
+        argv = [listen_on_host_ports(a, host_ports) for a in argv]
     is_kubetrade = PurePosixPath(argv[0]).name == "kubetrade"
-    if is_kubetrade:
+    if is_kubetrade and kubetrade is not None:
         argv[0] = str(kubetrade)
     if http_port is None:
         return argv

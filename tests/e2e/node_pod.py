@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import json
 import logging
 import os
 import shutil
@@ -33,9 +34,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from . import node_container as runtime
 from .kubeclient import ApiError, KubeClient
 from .node_files import (
     Files,
@@ -44,6 +47,7 @@ from .node_files import (
     base_env,
     container_argv,
     container_env,
+    lay_out_mounts,
     lay_out_root,
     path_rewriter,
     served_port,
@@ -61,6 +65,10 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+PROCESS = "process"
+PODMAN = "podman"
+
+
 @dataclass(frozen=True, slots=True)
 class AgentSettings:
     node_name: str
@@ -69,6 +77,13 @@ class AgentSettings:
     host_ip: str = "127.0.0.1"
     backoff_base: float = 10.0
     backoff_max: float = 300.0
+    # PROCESS: containers as local processes; PODMAN: as containers of their images
+    # (node_container.py).
+    runtime: str = PROCESS
+    # The API server's URL, for KUBERNETES_SERVICE_HOST/PORT in container mode.
+    api_server: str = ""
+    # Registries pulled from over plain HTTP (host:port), like a kubelet's runtime config.
+    insecure_registries: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -85,17 +100,26 @@ class Container:
     process: asyncio.subprocess.Process | None = None
     log_offset: int = 0
     probe_kill: asyncio.Event = field(default_factory=asyncio.Event)
+    # Container mode: podman's name and id of the current run, the image's digest, and
+    # the failed pulls in a row (for the back-off).
+    runtime_name: str = ""
+    container_id: str = ""
+    image_id: str = ""
+    pull_failures: int = 0
 
     @property
     def name(self) -> str:
         return str(self.spec["name"])
 
     def status(self) -> Obj:
+        container_id = self.container_id
+        if not container_id and self.process:
+            container_id = f"kubetrade-node-agent://{self.process.pid}"
         return {
             "name": self.name,
             "image": self.spec.get("image", ""),
-            "imageID": "",
-            "containerID": f"kubetrade-node-agent://{self.process.pid}" if self.process else "",
+            "imageID": self.image_id,
+            "containerID": container_id,
             "ready": self.ready,
             "started": self.started,
             "restartCount": self.restart_count,
@@ -158,6 +182,7 @@ class PodWorker:
         self._volumes: dict[str, Files | None] = {}
         self._proxies: list[asyncio.Server] = []
         self._host_ports: dict[tuple[str, int], int] = {}
+        self.in_containers = settings.runtime == PODMAN
         self.update(pod)
 
     # --- signals from the agent ------------------------------------------------------------
@@ -288,24 +313,21 @@ class PodWorker:
                 if await self._sleep(1):
                     return None
             except OSError as exc:  # e.g. no such executable: the kubelet's StartError
-                if c.state.get("terminated"):
-                    c.last_state = c.state
-                c.state = {
-                    "terminated": {
-                        "exitCode": 128,
-                        "reason": "StartError",
-                        "message": str(exc),
-                        "startedAt": now(),
-                        "finishedAt": now(),
-                    }
-                }
-                self._changed.set()
-                await self.emit(self.pod, "Warning", "Failed", f"Error: {exc}")
-                return 128
-        if c.state.get("terminated"):
-            c.last_state = c.state
+                return await self._start_error(c, str(exc))
         c.process = process
         started = now()
+        if self.in_containers:
+            info = await self._container_started(c, process)
+            if info is None or not runtime.started(info):
+                # podman created it but it never ran (no such executable, ...): its error
+                # is the last line podman wrote.
+                await process.wait()
+                await runtime.remove(c.runtime_name)
+                c.container_id = ""
+                return await self._start_error(c, self._run_output(c).strip().splitlines()[-1:])
+            started = runtime.kube_time(info["State"]["StartedAt"])
+        if c.state.get("terminated"):
+            c.last_state = c.state
         c.state = {"running": {"startedAt": started}}
         c.started = "startupProbe" not in c.spec
         c.ready = "readinessProbe" not in c.spec and not c.init
@@ -327,6 +349,18 @@ class PodWorker:
             "startedAt": started,
             "finishedAt": now(),
         }
+        if self.in_containers:
+            # podman's own account: the container's exit code (not podman's), OOM kills.
+            info = await runtime.inspect(c.runtime_name)
+            if info is not None:
+                state = info["State"]
+                code = terminated["exitCode"] = int(state.get("ExitCode", code))
+                terminated["reason"] = "Completed" if code == 0 else "Error"
+                if state.get("OOMKilled"):
+                    terminated["reason"] = "OOMKilled"
+                if str(state.get("FinishedAt", "")).startswith("0001-") is False:
+                    terminated["finishedAt"] = runtime.kube_time(state["FinishedAt"])
+            await runtime.remove(c.runtime_name)
         if code > 128:
             terminated["signal"] = code - 128
         message = self._termination_message(c, code)
@@ -336,7 +370,31 @@ class PodWorker:
         self._changed.set()
         return code
 
+    async def _start_error(self, c: Container, message: str | list[str]) -> int:
+        """The kubelet's StartError: the container was made but its command never ran."""
+        text = message if isinstance(message, str) else "".join(message)
+        if c.state.get("terminated"):
+            c.last_state = c.state
+        c.state = {
+            "terminated": {
+                "exitCode": 128,
+                "reason": "StartError",
+                "message": text,
+                "startedAt": now(),
+                "finishedAt": now(),
+            }
+        }
+        self._changed.set()
+        await self.emit(self.pod, "Warning", "Failed", f"Error: {text}")
+        return 128
+
+    def _container_ports(self, c: Container) -> dict[int, int]:
+        """containerPort -> the host port the agent picked for it."""
+        return {number: host for (name, number), host in self._host_ports.items() if name == c.name}
+
     async def _spawn(self, c: Container) -> asyncio.subprocess.Process:
+        if self.in_containers:
+            return await self._spawn_container(c)
         ref = PodRef(self.pod, self.pod_ip, self.settings.host_ip)
         root = self.dir / "containers" / c.name
         mount_paths = await asyncio.to_thread(
@@ -352,6 +410,7 @@ class PodWorker:
             root=root,
             mount_paths=mount_paths,
             http_port=http_port,
+            host_ports=self._container_ports(c),
         )
         rewrite = path_rewriter(root, mount_paths)
         workdir = root
@@ -367,6 +426,12 @@ class PodWorker:
             if name == c.name:
                 full_env[f"KUBETRADE_HOST_PORT_{number}"] = str(host)
         full_env.update({k: rewrite(v) for k, v in env.items()})
+        return await self._start_logged(c, argv, cwd=workdir, env=full_env)
+
+    async def _start_logged(
+        self, c: Container, argv: list[str], *, cwd: Path, env: dict[str, str] | None
+    ) -> asyncio.subprocess.Process:
+        """Start argv with its output appended to the container's log."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{c.name}.log"
         with log_path.open("ab") as out:
@@ -376,14 +441,178 @@ class PodWorker:
             log.info("%s: starting %s: %s", self.key, c.name, argv)
             return await asyncio.create_subprocess_exec(
                 *argv,
-                cwd=workdir,
-                env=full_env,
+                cwd=cwd,
+                env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # its own process group: signals reach its children
                 preexec_fn=_die_with_parent,
             )
+
+    def _run_output(self, c: Container) -> str:
+        """What the container's current run has written so far."""
+        with contextlib.suppress(OSError), (self.log_dir / f"{c.name}.log").open("rb") as out:
+            out.seek(c.log_offset)
+            return out.read()[-8192:].decode(errors="replace")
+        return ""
+
+    # --- container mode (node_container.py) ------------------------------------------------
+
+    def _service_env(self) -> dict[str, str]:
+        """What the kubelet gives every container about the API server, pointing at the real
+        one (the `kubernetes` Service's cluster IP leads nowhere here)."""
+        url = urlsplit(self.settings.api_server)
+        host, port = url.hostname or "127.0.0.1", str(url.port or 443)
+        return {
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{host}:{port}",
+        }
+
+    async def _auth_file(self) -> str | None:
+        """The pod's imagePullSecrets as one podman auth file in the pod's directory."""
+        meta = self.pod["metadata"]
+        names = [s["name"] for s in self.pod["spec"].get("imagePullSecrets") or [] if s.get("name")]
+        if not names:
+            return None
+        secrets = []
+        for name in names:
+            try:
+                secrets.append(
+                    await self.client.get(f"/api/v1/namespaces/{meta['namespace']}/secrets/{name}")
+                )
+            except ApiError as exc:
+                if exc.status != 404:  # 403 right after binding: wait, as for volumes
+                    message = f"image pull secret {name!r}: {exc.message}"
+                    raise PodSetupError("ContainerCreating", message) from None
+                # The kubelet pulls without a missing secret, and says so.
+                await self.emit(
+                    self.pod,
+                    "Warning",
+                    "FailedToRetrieveImagePullSecret",
+                    f"Unable to retrieve some image pull secrets ({name}); attempting to pull"
+                    " the image may not succeed.",
+                )
+        path = self.dir / "auth.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(runtime.docker_config(secrets)))
+        return str(path)
+
+    async def _ensure_image(self, c: Container, image: str) -> None:
+        """Pull the image as its imagePullPolicy says; PodSetupError while it cannot."""
+        policy = c.spec.get("imagePullPolicy") or "IfNotPresent"
+        present = await runtime.image_present(image)
+        if policy == "Never" or (policy == "IfNotPresent" and present):
+            if not present:
+                message = f'Container image "{image}" is not present with pull policy of Never'
+                raise PodSetupError("ErrImageNeverPull", message)
+            if c.restart_count == 0:
+                message = f'Container image "{image}" already present on machine'
+                await self.emit(self.pod, "Normal", "Pulled", message)
+            return
+        if c.pull_failures:  # the kubelet's back-off between failed pulls
+            delay = min(
+                self.settings.backoff_base * 2 ** (c.pull_failures - 1), self.settings.backoff_max
+            )
+            message = f'Back-off pulling image "{image}"'
+            self._set_waiting("ImagePullBackOff", message, only=c)
+            await self.emit(self.pod, "Normal", "BackOff", message)
+            if await self._sleep(delay):
+                raise PodSetupError("ImagePullBackOff", message)
+        await self.emit(self.pod, "Normal", "Pulling", f'Pulling image "{image}"')
+        began = time.monotonic()
+        tls = runtime.registry_of(image) not in self.settings.insecure_registries
+        try:
+            await runtime.pull(image, authfile=await self._auth_file(), tls_verify=tls)
+        except runtime.PodmanError as exc:
+            c.pull_failures += 1
+            message = f'Failed to pull image "{image}": {exc.output}'
+            await self.emit(self.pod, "Warning", "Failed", message)
+            raise PodSetupError("ErrImagePull", message) from None
+        c.pull_failures = 0
+        seconds = time.monotonic() - began
+        message = f'Successfully pulled image "{image}" in {seconds:.3f}s'
+        await self.emit(self.pod, "Normal", "Pulled", message)
+
+    async def _spawn_container(self, c: Container) -> asyncio.subprocess.Process:
+        """`podman run` of the container's image, attached: the process is podman's client,
+        which lives as long as the container and ends with its exit code."""
+        image = str(c.spec.get("image") or "")
+        if not image:
+            raise PodSetupError("InvalidImageName", f"container {c.name} names no image")
+        await self._ensure_image(c, image)
+        try:
+            inspected = await runtime.image_inspect(image)
+        except runtime.PodmanError as exc:
+            raise PodSetupError("ErrImagePull", str(exc)) from None
+        config = inspected.get("Config") or {}
+        c.image_id = runtime.image_id(image, inspected)
+        ref = PodRef(self.pod, self.pod_ip, self.settings.host_ip)
+        pod_spec = self.pod["spec"]
+        root = self.dir / "containers" / c.name
+        fs_group = (pod_spec.get("securityContext") or {}).get("fsGroup")
+        mounts = await asyncio.to_thread(
+            lay_out_mounts, root, c.spec, self._volumes, self.dir / "volumes", fs_group
+        )
+        env = await container_env(self.client, ref, c.spec)
+        ports = self._container_ports(c)
+        port = served_port(c.spec)
+        argv = container_argv(
+            c.spec,
+            env,
+            kubetrade=None,  # the image's own
+            root=root,
+            mount_paths=[],  # nothing to rewrite: the mounts are where the pod says
+            http_port=None if port is None else (port, ports[port]),
+            host_ports=ports,
+            entrypoint=config.get("Entrypoint") or [],
+            image_args=config.get("Cmd") or [],
+        )
+        full_env = self._service_env()
+        full_env.update({f"KUBETRADE_HOST_PORT_{n}": str(h) for n, h in ports.items()})
+        full_env.update(env)
+        options = runtime.security_options(pod_spec, c.spec, str(config.get("User") or ""))
+        options += runtime.resource_options(c.spec)
+        meta = self.pod["metadata"]
+        name = f"k8s_{c.name}_{meta['name']}_{meta['namespace']}_{meta['uid'][:8]}"
+        name += f"_{c.restart_count}"
+        c.runtime_name = name
+        await runtime.remove(name)  # one left by an agent that died
+        arguments = runtime.run_arguments(
+            name=name,
+            labels={
+                runtime.LABEL_AGENT_PID: str(os.getpid()),
+                runtime.LABEL_NAMESPACE: meta["namespace"],
+                runtime.LABEL_POD: meta["name"],
+                runtime.LABEL_POD_UID: meta["uid"],
+                runtime.LABEL_CONTAINER: c.name,
+            },
+            hostname=meta["name"][:63],
+            image=image,
+            argv=argv,
+            env=full_env,
+            mounts=mounts,
+            options=options,
+            workdir=c.spec.get("workingDir"),
+        )
+        return await self._start_logged(c, ["podman", *arguments], cwd=root, env=None)
+
+    async def _container_started(
+        self, c: Container, process: asyncio.subprocess.Process
+    ) -> Obj | None:
+        """Wait until podman has started the container (or given up); its inspect record."""
+        while True:
+            info = await runtime.inspect(c.runtime_name)
+            if info is not None and runtime.started(info):
+                c.container_id = runtime.ID_PREFIX + str(info["Id"])
+                return info
+            if process.returncode is not None:
+                return info
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(process.wait()), 0.1)
 
     async def _supervise(self, c: Container, process: asyncio.subprocess.Process) -> int:
         exited = asyncio.create_task(process.wait())
@@ -404,17 +633,25 @@ class PodWorker:
         return 128 - code if code < 0 else code
 
     async def _terminate(self, c: Container) -> None:
-        """SIGTERM the process group, then SIGKILL at the deadline."""
+        """SIGTERM the process group (container mode: the container), then SIGKILL at the
+        deadline."""
         process = c.process
         if process is None or process.returncode is not None:
             return
         grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
         deadline = self.stop_deadline if self.stopping.is_set() else time.monotonic() + grace
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+        if self.in_containers:
+            await runtime.signal(c.runtime_name, "TERM")
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         while process.returncode is None and time.monotonic() < min(deadline, self.stop_deadline):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(process.wait()), 0.1)
+        if process.returncode is None and self.in_containers:
+            await runtime.signal(c.runtime_name, "KILL")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(process.wait()), 30)
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -542,7 +779,10 @@ class PodWorker:
                 return True, ""
             except (OSError, TimeoutError) as exc:
                 return False, f"dial tcp {self.pod_ip}:{port}: {exc}"
-        # exec and grpc probes need a container to run in; they count as passing.
+        if "exec" in probe and self.in_containers:
+            command = probe["exec"].get("command") or []
+            return await runtime.exec_probe(c.runtime_name, command, timeout)
+        # Process mode: exec and grpc probes need a container to run in; they pass.
         return True, ""
 
     @staticmethod
