@@ -40,8 +40,10 @@ def test_live_objects_carry_the_handles_the_fast_path_copies() -> None:
     handle = internals.memory_handle(memory)
     base = ctypes.cast(memory.data_ptr(store), ctypes.c_void_p).value
     context = internals.store_context(store)
-    data = internals.library().wasmtime_memory_data
-    data.restype, data.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_void_p]
+    # A prototype of our own: setting restype on the library's attribute would change it
+    # for wasmtime-py too.
+    prototype = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+    data = prototype(("wasmtime_memory_data", internals.library()))
     assert data(context, ctypes.addressof(handle)) == base  # the copied handle is the memory
     assert ctypes.sizeof(internals.func_handle(func)) == ctypes.sizeof(func._func)
 
