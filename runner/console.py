@@ -2,6 +2,11 @@
 
 Per-bar output would cost more than the engine itself at replay speed, so the
 status line is redrawn at most a few times per second.
+
+Much of what is printed comes from the strategy: its log lines and their
+fields, its error strings, the symbols, reasons and messages of its orders.
+Every line goes through ``printable`` on its way out, so a newline or an ANSI
+escape in any of them prints as an escape, never as a forged line of ours.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TextIO
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.domain import Order, format_ms
+from kubetrade.runner.printable import printable
 
 
 def _order_text(order: Order) -> str:
@@ -106,7 +112,7 @@ class ConsoleReporter:
         if self._status_shown:
             self.out.write("\r\x1b[2K")
             self._status_shown = False
-        self.out.write(text + "\n")
+        self.out.write(printable(text) + "\n")
         self.out.flush()
 
     def _print_summary(self, s: ev.Summary, error: str | None) -> None:
@@ -128,5 +134,5 @@ class ConsoleReporter:
         for name, value in rows:
             self.out.write(f"  {name:<16}{value:>16}\n")
         if error:
-            self.out.write(f"stopped with an error: {error}\n")
+            self.out.write(f"stopped with an error: {printable(error)}\n")
         self.out.flush()

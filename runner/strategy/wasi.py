@@ -44,6 +44,12 @@ EVENT_FD_WRITE: Final = 2
 ABSTIME: Final = 1  # subclockflags: the timeout is an absolute time of the clock
 
 #: Bar times are whole milliseconds: the clocks' honest resolution.
+#: poll_oneoff's subscriptions and random_get's bytes per call: far above what a Go
+#: runtime asks for, far below what would keep the host busy for long.
+MAX_IOVECS: Final = 1024  # fd_write's vectors per call, as POSIX's IOV_MAX
+MAX_SUBSCRIPTIONS: Final = 1024
+MAX_RANDOM_BYTES: Final = 1 << 20
+_MAX_WRITE: Final = 0x7FFF_FFFF  # the most one fd_write may say it wrote (a signed size)
 RESOLUTION_NS: Final = 1_000_000
 _U64: Final = (1 << 64) - 1
 _SUBSCRIPTION: Final = struct.Struct("<QB7xIxxxxQQH6x")  # userdata, tag, clock id/fd, ...
@@ -51,7 +57,8 @@ _EVENT: Final = struct.Struct("<QHB5xQH6x")  # userdata, errno, type, nbytes, fl
 _IOVEC: Final = struct.Struct("<II")
 _U32_OUT: Final = struct.Struct("<I")
 _U64_OUT: Final = struct.Struct("<Q")
-assert _SUBSCRIPTION.size == 48 and _EVENT.size == 32  # the preview 1 layouts
+if (_SUBSCRIPTION.size, _EVENT.size) != (48, 32):  # the preview 1 layouts
+    raise ImportError("WASI preview 1 subscription/event layouts are 48/32 bytes")
 
 #: The functions defined here: name -> parameter kinds ("i" i32, "I" i64); all return i32.
 SIGNATURES: Final[Mapping[str, str]] = {
@@ -72,7 +79,14 @@ class GuestMemory(Protocol):
 
 
 class Sink(Protocol):
+    """Where a guest's writes go (``output.GuestOutput``): it keeps ``room()`` more bytes
+    this call; the rest of a write is only counted (``skip``)."""
+
+    def room(self) -> int: ...
+
     def write(self, data: bytes) -> None: ...
+
+    def skip(self, size: int) -> None: ...
 
 
 # -- time --------------------------------------------------------------------------------------
@@ -194,14 +208,35 @@ class WasiHost:
         WasiConfig.stdout_file needs a writable filesystem (a pod's may be read-only) and
         does not append, so the file could never be truncated after reading. Here the write
         happens synchronously on the calling thread, in order with the host's own logging.
+
+        A write is read from guest memory only as far as the output keeps it this call (a
+        guest may point a thousand vectors at all of its memory); the rest is checked to lie
+        inside memory, counted and reported written, so the guest does not retry it.
         """
         output = self.outputs.get(fd)
         if output is None:
             return EBADF
+        if count > MAX_IOVECS:
+            return EINVAL
         vectors = memory.read(iovs, _IOVEC.size * count)
-        data = b"".join(memory.read(p, n) for p, n in _IOVEC.iter_unpack(vectors))
-        memory.write(written, _U32_OUT.pack(len(data)))
+        room = output.room()
+        parts: list[bytes] = []
+        total = 0
+        for ptr, length in _IOVEC.iter_unpack(vectors):
+            take = min(length, room)
+            if take:
+                parts.append(memory.read(ptr, take))
+                room -= take
+            if length > take:
+                memory.read(ptr + length, 0)  # the unread rest lies inside memory (or EFAULT)
+            total += length
+        if total > _MAX_WRITE:
+            return EINVAL
+        memory.write(written, _U32_OUT.pack(total))
+        data = b"".join(parts)
         output.write(data)
+        if total > len(data):
+            output.skip(total - len(data))
         return ESUCCESS
 
     def clock_time_get(self, memory: GuestMemory, clock_id: int, precision: int, out: int) -> int:
@@ -218,6 +253,8 @@ class WasiHost:
         return ESUCCESS
 
     def random_get(self, memory: GuestMemory, buf: int, length: int) -> int:
+        if length > MAX_RANDOM_BYTES:
+            return EINVAL
         # Check the whole buffer before generating its bytes: a bad length asks for 4 GiB.
         memory.read(buf + length - 1, 1) if length else memory.read(buf, 0)
         memory.write(buf, self.random.read(length))
@@ -233,7 +270,7 @@ class WasiHost:
         With only clocks, time moves to the earliest deadline, and every clock due by then
         is reported.
         """
-        if count == 0:
+        if count == 0 or count > MAX_SUBSCRIPTIONS:
             return EINVAL
         raw = memory.read(subscriptions, _SUBSCRIPTION.size * count)
         ready: list[bytes] = []
@@ -264,5 +301,5 @@ class WasiHost:
 
     def _now(self, clock_id: int) -> int:
         now = self.clock.read(clock_id)
-        assert now is not None  # only clocks that read() accepted get here
-        return now
+        # Only clocks that read() accepted get here; 0 keeps a broken invariant harmless.
+        return 0 if now is None else now
