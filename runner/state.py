@@ -39,13 +39,17 @@ def _session_digest(session: str) -> str:
 
 
 class StrategyCache(dict[str, str]):
-    """The strategy's key/value cache; remembers which keys changed since the last flush."""
+    """The strategy's key/value cache; remembers which keys changed since the last flush,
+    and how many characters its keys and values hold (the host caps that)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dirty: set[str] = set()
+        self.chars = sum(len(k) + len(v) for k, v in self.items())
 
     def __setitem__(self, key: str, value: str) -> None:
+        old = self.get(key)
+        self.chars += len(value) - len(old) if old is not None else len(key) + len(value)
         super().__setitem__(key, value)
         self.dirty.add(key)
 

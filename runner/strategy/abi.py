@@ -49,6 +49,8 @@ STRATEGY_EXPORTS: Final = (
 
 #: The module name every host function is imported from.
 HOST_MODULE: Final = "env"
+#: WASI preview 1: the only other module a strategy may import from (functions only).
+WASI_MODULE: Final = "wasi_snapshot_preview1"
 
 #: The StrategyApi service, one import per method, each (i32 ptr, i32 len) -> i64.
 HOST_FUNCTIONS: Final = (

@@ -4,6 +4,11 @@ Each method takes the decoded request message and returns the response
 message. Raising HostCallError (or any exception) traps the strategy's current
 call, as in argo-trading: the strategy cannot catch it, the engine records a
 strategy error and goes on with the next bar.
+
+What a strategy makes the host keep is capped (``budget``): orders, log lines
+and marks per call, marks and cache entries per session, each item's size.
+``budget`` is the calling strategy's, handed over when the strategy loads; its
+deadline also bounds the one host function that can run long (execute_sql).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from kubetrade.runner.domain import (
 from kubetrade.runner.indicators import IndicatorEngine, IndicatorError
 from kubetrade.runner.sql import SqlEngine, SqlError
 from kubetrade.runner.state import HostCallError, SessionState
+from kubetrade.runner.strategy import budget as caps
 from kubetrade.runner.strategy import wire
+from kubetrade.runner.strategy.budget import CallBudget
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 
 _EMPTY = empty_pb2.Empty()
@@ -47,8 +54,6 @@ _LOG_LEVELS = {
     pb.LOG_LEVEL_WARN: "warn",
     pb.LOG_LEVEL_ERROR: "error",
 }
-_MAX_CACHE_ENTRIES = 10_000
-_MAX_CACHE_BYTES = 1 << 20  # per value
 
 
 def timestamp(ms: int) -> timestamp_pb2.Timestamp:
@@ -87,6 +92,8 @@ class HostFunctions:
 
     def __init__(self, state: SessionState) -> None:
         self._state = state
+        # The calling strategy's (WasmStrategy hands over its own); this one has no deadline.
+        self.budget = CallBudget(None)
         self._indicators = IndicatorEngine(state.window)  # indicator settings and state
         self._sql = SqlEngine(state.window)  # DuckDB, opened on the first execute_sql
 
@@ -124,7 +131,10 @@ class HostFunctions:
 
     def execute_sql(self, request: pb.ExecuteSQLRequest) -> pb.ExecuteSQLResponse:
         try:
-            rows = self._sql.execute(request.query, request.params)
+            # A query may take what is left of the strategy call's time, no more.
+            rows = self._sql.execute(
+                request.query, request.params, timeout_s=self.budget.seconds_left()
+            )
         except SqlError as exc:
             raise HostCallError(f"execute_sql: {exc}") from None
         return pb.ExecuteSQLResponse(results=[pb.SQLResult(fields=row) for row in rows])
@@ -167,20 +177,36 @@ class HostFunctions:
 
     def set_cache(self, request: pb.SetRequest) -> empty_pb2.Empty:
         cache = self._state.cache
-        if len(request.value) > _MAX_CACHE_BYTES:
-            raise HostCallError(f"cache value for {request.key!r} exceeds {_MAX_CACHE_BYTES} bytes")
-        if request.key not in cache and len(cache) >= _MAX_CACHE_ENTRIES:
-            raise HostCallError(f"strategy cache is full ({_MAX_CACHE_ENTRIES} keys)")
-        cache[request.key] = request.value
+        key, value = request.key, request.value
+        if len(key) > caps.MAX_CACHE_KEY_CHARS:
+            raise HostCallError(
+                f"cache key of {len(key)} characters; a key may have {caps.MAX_CACHE_KEY_CHARS}"
+            )
+        if len(value) > caps.MAX_CACHE_VALUE_CHARS:
+            raise HostCallError(
+                f"cache value for {key[:64]!r} exceeds {caps.MAX_CACHE_VALUE_CHARS} characters"
+            )
+        old = cache.get(key)
+        if old is None and len(cache) >= caps.MAX_CACHE_ENTRIES:
+            raise HostCallError(f"strategy cache is full ({caps.MAX_CACHE_ENTRIES} keys)")
+        grows = len(value) - len(old) if old is not None else len(key) + len(value)
+        if cache.chars + grows > caps.MAX_CACHE_CHARS:
+            raise HostCallError(
+                f"strategy cache is full: its keys and values would hold more than "
+                f"{caps.MAX_CACHE_CHARS} characters"
+            )
+        cache[key] = value
         return _EMPTY
 
     # -- trading --------------------------------------------------------------
 
     def place_order(self, request: pb.ExecuteOrder) -> empty_pb2.Empty:
+        self.budget.orders_placed(1)
         self._state.accept(self._order(request))
         return _EMPTY
 
     def place_multiple_orders(self, request: pb.PlaceMultipleOrdersRequest) -> empty_pb2.Empty:
+        self.budget.orders_placed(len(request.orders))
         # All or nothing: a malformed order traps the call before any order is placed.
         orders = [self._order(item) for item in request.orders]
         for order in orders:
@@ -278,6 +304,15 @@ class HostFunctions:
 
     def mark(self, request: pb.MarkRequest) -> empty_pb2.Empty:
         m, data = request.mark, request.market_data
+        self.budget.mark_added()
+        if len(self._state.marks) >= caps.MAX_MARKS:
+            raise HostCallError(
+                f"the session already holds {caps.MAX_MARKS} marks, the most it keeps"
+            )
+        if m.ByteSize() > caps.MAX_MARK_BYTES:
+            raise HostCallError(
+                f"a mark of {m.ByteSize()} bytes; a mark's texts may have {caps.MAX_MARK_BYTES}"
+            )
         for enum, value, name in (
             (pb.MarkShape, m.shape, "shape"),
             (pb.SignalType, m.signal_type, "signal_type"),
@@ -319,6 +354,11 @@ class HostFunctions:
     def log(self, request: pb.LogRequest) -> empty_pb2.Empty:
         level = _LOG_LEVELS.get(request.level, "info")
         fields = request.fields
+        if len(fields) > caps.MAX_LOG_FIELDS:
+            raise HostCallError(
+                f"a log line with {len(fields)} fields; a line may have {caps.MAX_LOG_FIELDS}"
+            )
+        self.budget.log_line(request.ByteSize())
         self._state.events.append(
             # (A comprehension copies a protobuf map twice as fast as dict() does.)
             ev.StrategyLog(self._state.now, level, request.message, {k: fields[k] for k in fields})

@@ -44,6 +44,7 @@ from wasmtime import (
 
 from kubetrade.runner.strategy import abi, fastcall
 from kubetrade.runner.strategy.api import DISPATCH, RESPONSES, HostApi
+from kubetrade.runner.strategy.budget import CallBudget, CallTimeout
 from kubetrade.runner.strategy.scratch import ResponseArena
 from kubetrade.runner.strategy.wasi import SIGNATURES, WasiHost
 from kubetrade.runner.strategy.wire import Packed
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 U32: Final = 0xFFFF_FFFF
 U64: Final = 0xFFFF_FFFF_FFFF_FFFF
-WASI_MODULE: Final = "wasi_snapshot_preview1"
+WASI_MODULE: Final = abi.WASI_MODULE
 HOST_TYPE: Final = FuncType([ValType.i32(), ValType.i32()], [ValType.i64()])
 
 
@@ -83,7 +84,11 @@ class HostTrap(Trap):
 
 
 def is_interrupt(exc: BaseException) -> bool:
-    return isinstance(exc, Trap) and exc.trap_code == TrapCode.INTERRUPT
+    """A timeout: wasm code interrupted at its epoch deadline, or host code that found the
+    deadline passed (``CallTimeout``)."""
+    return isinstance(exc, CallTimeout) or (
+        isinstance(exc, Trap) and exc.trap_code == TrapCode.INTERRUPT
+    )
 
 
 def trap_summary(exc: BaseException) -> str:
@@ -99,9 +104,12 @@ def _host_failure(name: str, request_type: type[Message], exc: BaseException) ->
     if isinstance(exc, HostTrap) or not isinstance(exc, Exception):
         return exc
     if isinstance(exc, Trap | WasmtimeError):
-        # The guest's malloc trapped. A timeout or exit keeps its own identity.
-        if isinstance(exc, ExitTrap) or is_interrupt(exc):
+        # The guest's malloc trapped. A timeout or exit keeps its own identity; a malloc
+        # interrupted at the deadline is this host function's timeout.
+        if isinstance(exc, ExitTrap | CallTimeout):
             return exc
+        if is_interrupt(exc):
+            return CallTimeout(f"host function {name}")
         return HostTrap(name, f"guest malloc trapped: {trap_summary(exc)}")
     if isinstance(exc, DecodeError):
         return HostTrap(name, f"cannot parse {request_type.__name__}: {exc}")
@@ -129,9 +137,13 @@ class HostSide:
     back would keep the whole instance alive.
     """
 
-    def __init__(self, api: HostApi, wasi: WasiHost, *, arena_bytes: int = 0) -> None:
+    def __init__(
+        self, api: HostApi, wasi: WasiHost, budget: CallBudget, *, arena_bytes: int = 0
+    ) -> None:
         self.api: HostApi | None = api
         self.wasi = wasi
+        # Its deadline bounds host time too: every host and WASI function checks it first.
+        self.budget = budget
         self.arena = ResponseArena(arena_bytes)
         # Responses that took their own malloc during the current export call (freed after).
         self.responses: list[int] = []
@@ -142,10 +154,12 @@ class HostSide:
         response_type = RESPONSES[name]
         handler: Callable[[Any], Message | Packed] | None = getattr(self.api, method, None)
         parse = request_type.FromString
-        responses, arena = self.responses, self.arena
+        responses, arena, budget = self.responses, self.arena, self.budget
+        where = f"host function {name}"
 
         def serve(guest: GuestAccess, ptr: int, length: int) -> int:
             try:
+                budget.check(where)  # a guest calling slow host functions gets no more time
                 if handler is None:
                     raise NotImplementedError(f"{type(self.api).__name__} has no method {method}")
                 response = handler(parse(guest.read(ptr, length)))
@@ -211,13 +225,15 @@ class CallPath(Protocol):
 
 def _export(store: Store, instance: Instance, name: str) -> Func:
     func = instance.exports(store)[name]
-    assert isinstance(func, Func)  # signatures checked by modules.compile_checked
+    if not isinstance(func, Func):  # preflight checked every export's kind and signature
+        raise TypeError(f"export {name!r} is not a function")
     return func
 
 
 def _memory(store: Store, instance: Instance) -> Memory:
     memory = instance.exports(store)[abi.MEMORY]
-    assert isinstance(memory, Memory)  # checked by modules.compile_checked
+    if not isinstance(memory, Memory):  # checked by preflight
+        raise TypeError(f"export {abi.MEMORY!r} is not a memory")
     return memory
 
 
@@ -297,8 +313,10 @@ class StockPath:
 
     def _wasi(self, name: str) -> Callable[..., int]:
         wasi, state, masks = self._host.wasi, self._state, _WASI_MASKS[name]
+        budget, where = self._host.budget, f"WASI {name}"
 
         def wasi_function(caller: Caller, *args: int) -> int:
+            budget.check(where)
             values = tuple(a & m for a, m in zip(args, masks, strict=True))
             return wasi.call(name, state.access(caller, name), values)
 
@@ -401,8 +419,10 @@ class FastPath:
 
     def _wasi(self, name: str) -> Callable[[int, Slots], None]:
         wasi, state, masks = self._host.wasi, self._state, _WASI_MASKS[name]
+        budget, where = self._host.budget, f"WASI {name}"
 
         def wasi_function(caller: int, slots: Slots) -> None:
+            budget.check(where)
             # Parameter k is in slot k (8-byte index 2k); wasmtime checked the import's type.
             values = tuple(slots[2 * k] & m for k, m in enumerate(masks))
             slots[0] = wasi.call(name, state.access(caller, name), values)

@@ -5,11 +5,15 @@ session. Calls are synchronous; call a strategy from one thread at a time.
 
 Sandbox: WASI preview 1 with no preopened directories, no environment, no
 arguments and an empty stdin; the guest's stdout and stderr forwarded to
-logging (``output``); clocks that return bar time, sleeps that advance it,
-and randomness seeded from the session (``wasi``); linear memory capped by
-``Store.set_limits``; every export call bounded by epoch interruption, driven
-by one process-wide ticker thread. Modules are compiled, checked and cached
-once per process (``modules``).
+logging, in bounded lines at a bounded rate (``output``); clocks that return
+bar time, sleeps that advance it, and randomness seeded from the session
+(``wasi``). One memory budget (``SandboxLimits.max_memory_bytes``) covers the
+module's one linear memory and its one table together (``Store.set_limits``);
+every export call is bounded in time by epoch interruption, driven by one
+process-wide ticker thread (``ticker``), and by host and WASI functions
+checking the same deadline (``budget``), which also caps what a call may make
+the host keep. Modules are checked, compiled and cached once per process
+(``preflight``, ``modules``).
 
 Calls cross the boundary on one of two paths (``guest``): the fast path
 through wasmtime's unchecked C API (``fastcall``, the default) or wasmtime-py's
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +47,10 @@ from wasmtime import (
 )
 
 from kubetrade.runner.domain import Bar, format_ms
-from kubetrade.runner.strategy import abi, modules, wire
+from kubetrade.runner.printable import printable
+from kubetrade.runner.strategy import abi, modules, preflight, ticker, wire
 from kubetrade.runner.strategy.api import HostApi
+from kubetrade.runner.strategy.budget import Budgeted, CallBudget, CallTimeout
 from kubetrade.runner.strategy.errors import StrategyError, StrategyLoadError
 from kubetrade.runner.strategy.guest import (
     CallPath,
@@ -73,13 +78,20 @@ M = TypeVar("M", bound=Message)
 
 _MIB: Final = 1024 * 1024
 _LENGTH: Final = abi.ERROR_BIT - 1  # a packed result's length bits
+_QUOTE: Final = 1024  # the most of a strategy's error string a message quotes
+# The session's names for the limits, which every message about them uses.
+TIMEOUT_FIELD: Final = "spec.engine.strategyCallTimeoutSeconds"
+MEMORY_FIELD: Final = "spec.engine.strategyMemoryLimitMiB"
 
 __all__ = ["SandboxLimits", "StrategyError", "StrategyLoadError", "WasmStrategy"]
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    max_memory_bytes: int = 256 * _MIB
+    """The session's strategy limits: spec.engine.strategyMemoryLimitMiB (in bytes here) and
+    spec.engine.strategyCallTimeoutSeconds. Messages name the spec fields."""
+
+    max_memory_bytes: int = 256 * _MIB  # linear memory and table together
     call_timeout_s: float = 5.0
 
 
@@ -134,9 +146,11 @@ class WasmStrategy:
         self.session = session
         self.limits = limits
         self.fast = _fast_by_default(fast)
-        self._deadline = (
-            math.ceil(limits.call_timeout_s / modules.TICK_S) + 1
-        )  # +1: ticks are ragged
+        # The call deadline, in epoch ticks, which host functions check too; and what a call
+        # may make the host keep. The host functions charge the same budget.
+        self._budget = budget = CallBudget(limits.call_timeout_s)
+        if isinstance(api, Budgeted):
+            api.budget = budget
         self._armed_at = -1  # the tick in which the deadline was last set
         self._closed = False
         self._exit_code: int | None = None
@@ -145,17 +159,27 @@ class WasmStrategy:
 
         engine = modules.shared_engine()
         digest = hashlib.sha256(wasm).digest()
-        module = modules.compiled(engine, wasm, digest)
+        module, shape = modules.compiled(engine, wasm, digest)
+        memory_bytes = self._memory_budget(shape)
         self._clock = BarClock(clock)
         wasi = WasiHost(
             clock=self._clock,
             random=SeededRandom(random_seed or session_seed(session, digest)),
             outputs={1: self._stdout, 2: self._stderr},
         )
-        self._host = HostSide(api, wasi, arena_bytes=scratch_bytes)
+        self._host = HostSide(api, wasi, budget, arena_bytes=scratch_bytes)
         self._scratch = Scratch()  # empty until the module has loaded
         self._store = store = Store(engine)
-        store.set_limits(memory_size=limits.max_memory_bytes)
+        # One budget for all the guest's memory: the one linear memory gets what the table
+        # (8 bytes an element, fixed at its declared size: table.grow fails) leaves of it.
+        # One instance, one memory, at most one table (preflight refused anything else).
+        store.set_limits(
+            memory_size=memory_bytes,
+            table_elements=shape.table_min,
+            instances=1,
+            tables=shape.tables,
+            memories=1,
+        )
         store.set_wasi(WasiConfig())  # no preopens, no env, no args, no stdin
         self._linker = linker = Linker(engine)
         linker.define_wasi()
@@ -165,13 +189,14 @@ class WasmStrategy:
         self._path: CallPath = FastPath(store, self._host) if self.fast else StockPath(self._host)
         self._path.define(linker)
 
-        store.set_epoch_deadline(self._deadline)
+        store.set_epoch_deadline(budget.allowed)
         try:
             self._instance: Instance = linker.instantiate(store, module)
         except (WasmtimeError, Trap) as exc:
             raise StrategyLoadError(self._load_failure("instantiation", exc)) from exc
         memory = self._instance.exports(store)[abi.MEMORY]
-        assert isinstance(memory, Memory)  # checked by modules.compile_checked
+        if not isinstance(memory, Memory):  # preflight checked it: wasmtime disagrees
+            raise StrategyLoadError(f"export {abi.MEMORY!r} is not a memory; {modules.BUILD_HINT}")
         self._memory = memory
         self._calls: GuestCalls = self._path.bind(store, self._instance)
 
@@ -186,6 +211,18 @@ class WasmStrategy:
         self.engine_version = self._check_engine_version()
         if scratch_bytes > 0:
             self._allocate_scratch(scratch_bytes)
+
+    def _memory_budget(self, shape: preflight.Shape) -> int:
+        """What the linear memory may grow to: the budget less the table, in whole pages."""
+        cap = self.limits.max_memory_bytes
+        table = shape.table_bytes
+        need = shape.memory_min_pages * preflight.PAGE_BYTES + table
+        if need > cap:
+            raise StrategyLoadError(
+                f"the module needs {need / _MIB:.4g} MiB to start (its initial memory and "
+                f"table), more than {MEMORY_FIELD} ({cap / _MIB:g} MiB) allows"
+            )
+        return (cap - table) // preflight.PAGE_BYTES * preflight.PAGE_BYTES
 
     def _allocate_scratch(self, size: int) -> None:
         base = self._load_call(abi.MALLOC, size=size)
@@ -271,8 +308,10 @@ class WasmStrategy:
         if self._closed or self._exit_code is not None:
             raise StrategyError(self._unusable(export), call=export, trapped=False)
         calls = self._calls
-        if self._armed_at != modules.ticks:
+        if self._armed_at != ticker.ticks:
             self._arm()
+        if self._budget.spent:  # the last call placed orders, logged or marked
+            self._budget.reset()
         request_ptr = result_ptr = malloced = 0
         try:
             if payload:
@@ -299,8 +338,12 @@ class WasmStrategy:
                 self._stdout.take_first()
                 self._stderr.take_first()
         if packed & abi.ERROR_BIT:
-            text = result.decode("utf-8", "replace")
-            raise StrategyError(f"{_where(export, bar)} failed: {text}", call=export, trapped=False)
+            # The strategy's own words: printable, and no longer than a message should be.
+            text = printable(result[:_QUOTE].decode("utf-8", "replace"))
+            more = f" ... ({len(result)} bytes)" if len(result) > _QUOTE else ""
+            raise StrategyError(
+                f"{_where(export, bar)} failed: {text}{more}", call=export, trapped=False
+            )
         return result
 
     def _arm(self) -> None:
@@ -308,9 +351,11 @@ class WasmStrategy:
         the current epoch. Setting it is a call into wasmtime, and a bar's call usually
         takes a few microseconds, so ``_call`` re-arms only when the epoch has ticked since
         the last time; a skipped re-arm costs at most the one tick the +1 in ``_deadline``
-        allows for (the ticker bumps the epoch and ``modules.ticks`` one after the other)."""
-        self._armed_at = modules.ticks
-        self._calls.set_deadline(self._deadline)
+        allows for (the ticker bumps the epoch and ``ticker.ticks`` one after the other).
+        Host and WASI functions check the same deadline (``budget``)."""
+        self._armed_at = ticker.ticks
+        self._budget.arm()
+        self._calls.set_deadline(self._budget.allowed)
 
     def _release(self, request_ptr: int, result_ptr: int) -> None:
         """Free this call's buffers in the guest, then forward its output.
@@ -369,9 +414,10 @@ class WasmStrategy:
                 trapped=True,
             )
         if is_interrupt(exc):
+            inside = f" inside {exc.where}" if isinstance(exc, CallTimeout) else ""
             return StrategyError(
-                f"strategy call {where} exceeded {self.limits.call_timeout_s}s and was stopped "
-                "(limits.call_timeout_s); look for an endless loop or heavy per-bar work",
+                f"strategy call {where} exceeded {self.limits.call_timeout_s:g}s and was stopped"
+                f"{inside} ({TIMEOUT_FIELD}); look for an endless loop or heavy per-bar work",
                 call=export,
                 trapped=True,
             )
@@ -389,10 +435,8 @@ class WasmStrategy:
         used, cap = self._memory.data_len(self._store), self.limits.max_memory_bytes
         if used * 4 < cap * 3:
             return ""
-        return (
-            f" (memory: {used / _MIB:g} MiB used of the {cap / _MIB:g} MiB allowed by "
-            "limits.max_memory_bytes)"
-        )
+        used_mib, cap_mib = used / _MIB, cap / _MIB
+        return f" (memory: {used_mib:g} MiB used of the {cap_mib:g} MiB allowed by {MEMORY_FIELD})"
 
     def _unusable(self, export: str) -> str:
         if self._closed:
@@ -425,11 +469,11 @@ class WasmStrategy:
 
     def _load_failure(self, step: str, exc: Exception) -> str:
         if is_interrupt(exc):
-            return f"{step} exceeded {self.limits.call_timeout_s}s (limits.call_timeout_s)"
+            return f"{step} exceeded {self.limits.call_timeout_s:g}s ({TIMEOUT_FIELD})"
         if "memory" in str(exc) and "limit" in str(exc):
             return (
                 f"{step} failed: {trap_summary(exc)}; the module needs more memory than "
-                f"limits.max_memory_bytes ({self.limits.max_memory_bytes} bytes) allows"
+                f"{MEMORY_FIELD} ({self.limits.max_memory_bytes / _MIB:g} MiB) allows"
             )
         if isinstance(exc, ExitTrap):
             return f"{step} failed: the strategy exited with code {exc.code} (see its stderr)"

@@ -1,10 +1,12 @@
-"""Strategy modules compiled once: the process's wasmtime Engine, its epoch ticker, and
-compiled modules cached in memory and on disk, each checked against the plugin ABI.
+"""Strategy modules compiled once: the process's wasmtime Engine, and compiled modules
+cached in memory and on disk, each checked against the plugin ABI before it compiles.
 
 Compiling a Go strategy takes seconds, so a module is compiled once per process (and its
 machine code kept on disk between processes) and shared by every store. One engine serves
-every strategy in the process, and one ticker thread advances its epoch, which is what
-bounds each strategy call (``WasmStrategy`` sets a deadline a number of ticks ahead).
+every strategy in the process, and one ticker thread (``ticker``) advances its epoch,
+which is what bounds each strategy call (``WasmStrategy`` sets a deadline a number of
+ticks ahead). A module is read by ``preflight`` first: one that is too big, has too many
+functions, or is not a plugin-ABI strategy is refused before it costs a compile.
 """
 
 from __future__ import annotations
@@ -14,20 +16,17 @@ import importlib.metadata
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Final
 
-from wasmtime import Config, Engine, FuncType, MemoryType, Module, WasmtimeError
+from wasmtime import Config, Engine, Module, WasmtimeError
 
-from kubetrade.runner.strategy import abi
+from kubetrade.runner.strategy import abi, preflight, ticker
 from kubetrade.runner.strategy.api import DISPATCH
 from kubetrade.runner.strategy.errors import StrategyLoadError
-from kubetrade.runner.strategy.guest import HOST_TYPE, WASI_MODULE
 
 logger = logging.getLogger("kubetrade.strategy")
 
-TICK_S: Final = 0.01  # epoch period: the timeout's resolution
 BUILD_HINT: Final = (
     "build the strategy with `GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared` "
     f"against the argo-trading plugin SDK (ABI version {abi.API_VERSION})"
@@ -50,59 +49,29 @@ def shared_engine() -> Engine:
             # 4 GiB reservation whole, so this limits nothing.
             config.memory_may_move = False
             _engine = Engine(config)
-            threading.Thread(
-                target=_tick, args=(_engine,), name="kubetrade-wasm-epoch", daemon=True
-            ).start()
+            ticker.start(_engine)
         return _engine
 
 
-#: Epoch ticks so far, as Python sees them: a call within the tick of the previous call
-#: keeps that call's deadline instead of setting it again (see WasmStrategy._arm).
-ticks = 0
-
-
-def _tick(engine: Engine) -> None:
-    global ticks
-    while True:
-        time.sleep(TICK_S)
-        engine.increment_epoch()
-        ticks += 1
-
-
-_modules: dict[bytes, Module] = {}
+_modules: dict[bytes, tuple[Module, preflight.Shape]] = {}
 _MODULE_CACHE_SIZE: Final = 4
+_HOST_FUNCTIONS: Final = frozenset(DISPATCH)
 
 
-def compiled(engine: Engine, wasm: bytes, key: bytes) -> Module:
+def compiled(engine: Engine, wasm: bytes, key: bytes) -> tuple[Module, preflight.Shape]:
     """Compiling a Go strategy takes seconds; a module is reusable by every store.
 
-    ``key`` is the SHA-256 of ``wasm``.
+    ``key`` is the SHA-256 of ``wasm``. Returns the module and its shape (``preflight``).
     """
     with _engine_lock:
-        module = _modules.get(key)
-    if module is None:
-        module = compile_checked(engine, wasm)
+        entry = _modules.get(key)
+    if entry is None:
+        entry = compile_checked(engine, wasm)
         with _engine_lock:
             if len(_modules) >= _MODULE_CACHE_SIZE:
                 del _modules[next(iter(_modules))]  # oldest first
-            _modules[key] = module
-    return module
-
-
-def _signature(ty: FuncType) -> str:
-    params = ", ".join(str(t) for t in ty.params)
-    results = ", ".join(str(t) for t in ty.results)
-    return f"({params}) -> ({results})"
-
-
-_EXPORTS: Final = {
-    abi.INITIALIZE_REACTOR: "() -> ()",
-    abi.MALLOC: "(i32) -> (i32)",
-    abi.FREE: "(i32) -> ()",
-    abi.API_VERSION_EXPORT: "() -> (i64)",
-    **dict.fromkeys(abi.STRATEGY_EXPORTS, "(i32, i32) -> (i64)"),
-}
-_HOST_SIGNATURE: Final = _signature(HOST_TYPE)
+            _modules[key] = entry
+    return entry
 
 
 def _cache_dir() -> Path | None:
@@ -162,35 +131,20 @@ def _prune(directory: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def compile_checked(engine: Engine, wasm: bytes) -> Module:
+def compile_checked(engine: Engine, wasm: bytes) -> tuple[Module, preflight.Shape]:
+    """Check the module's bytes against the caps and the ABI, then compile it (or load it
+    from the disk cache): nothing that fails the checks is compiled or cached."""
     try:
-        module = native_code(engine, wasm)
-    except WasmtimeError as exc:
-        raise StrategyLoadError(f"not a valid WebAssembly module ({exc}); {BUILD_HINT}") from exc
-    problems: list[str] = []
-    exports = {e.name: e.type for e in module.exports}
-    if not isinstance(exports.get(abi.MEMORY), MemoryType):
-        problems.append(f"missing export {abi.MEMORY!r} (linear memory)")
-    for name, want in _EXPORTS.items():
-        ty = exports.get(name)
-        if ty is None:
-            problems.append(f"missing export {name!r}")
-        elif not isinstance(ty, FuncType) or _signature(ty) != want:
-            problems.append(f"export {name!r} must be a function {want}")
-    ty = exports.get(abi.ENGINE_VERSION_EXPORT)
-    if ty is not None and (not isinstance(ty, FuncType) or _signature(ty) != "() -> (i64)"):
-        problems.append(f"export {abi.ENGINE_VERSION_EXPORT!r} must be a function () -> (i64)")
-    for imp in module.imports:
-        where = f"{imp.module}.{imp.name}"
-        if imp.module == abi.HOST_MODULE:
-            if imp.name not in DISPATCH:
-                problems.append(f"imports unknown host function {where}")
-            elif not isinstance(imp.type, FuncType) or _signature(imp.type) != _HOST_SIGNATURE:
-                problems.append(f"import {where} must be a function {_HOST_SIGNATURE}")
-        elif imp.module != WASI_MODULE:
-            problems.append(f"imports {where} from a module this host does not provide")
+        shape = preflight.read_shape(wasm)
+    except preflight.ModuleRefused as exc:
+        raise StrategyLoadError(f"strategy module refused: {exc}; {BUILD_HINT}") from None
+    problems = preflight.abi_problems(shape, host_functions=_HOST_FUNCTIONS)
     if problems:
         raise StrategyLoadError(
             "not a kubetrade/argo-trading strategy: " + "; ".join(problems) + f". {BUILD_HINT}"
         )
-    return module
+    try:
+        module = native_code(engine, wasm)
+    except WasmtimeError as exc:
+        raise StrategyLoadError(f"not a valid WebAssembly module ({exc}); {BUILD_HINT}") from exc
+    return module, shape

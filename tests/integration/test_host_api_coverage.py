@@ -609,7 +609,7 @@ ERROR_CASES = [
     ("last.unknown_symbol", "read_last_data", "no market data for symbol 'NOPE'"),
     ("status.unknown_id", "get_order_status", "no order with id 'no-such-order'"),
     ("cancel.unknown_id", "cancel_order", "no order with id 'no-such-order'"),
-    ("cache.too_big", "set_cache", "cache value for 'big' exceeds 1048576 bytes"),
+    ("cache.too_big", "set_cache", "cache value for 'big' exceeds 1048576 characters"),
     ("order.bad_side", "place_order", "unknown side 7"),
     ("order.bad_type", "place_order", "order type 9"),
     ("multi.bad_second", "place_multiple_orders", "unknown side 7"),

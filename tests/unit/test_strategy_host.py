@@ -739,7 +739,9 @@ def test_memory_growth_beyond_the_cap_fails_the_call(api: RecordingApi) -> None:
         capped.process_data(BAR)
     assert info.value.trapped is True
     assert "unreachable" in str(info.value)
-    assert "4 MiB used of the 4 MiB allowed by limits.max_memory_bytes" in str(info.value)
+    assert "4 MiB used of the 4 MiB allowed by spec.engine.strategyMemoryLimitMiB" in str(
+        info.value
+    )
     assert capped._memory.data_len(capped._store) == 4 * 1024 * 1024
 
     roomy = WasmStrategy(wasm, api, limits=SandboxLimits(max_memory_bytes=16 * 1024 * 1024))
@@ -749,7 +751,7 @@ def test_memory_growth_beyond_the_cap_fails_the_call(api: RecordingApi) -> None:
 
 def test_module_needing_more_memory_than_the_cap_is_refused(api: RecordingApi) -> None:
     wasm = guest()  # two pages of initial memory
-    with pytest.raises(StrategyLoadError, match=r"needs more memory than limits.max_memory_bytes"):
+    with pytest.raises(StrategyLoadError, match=r"more than spec\.engine\.strategyMemoryLimitMiB"):
         WasmStrategy(wasm, api, limits=SandboxLimits(max_memory_bytes=65536))
 
 
@@ -863,7 +865,7 @@ def test_go_panic_and_out_of_memory_quote_the_runtime(api: RecordingApi) -> None
     with pytest.raises(StrategyError) as info:
         greedy.process_data(BAR)
     assert "its stderr began: runtime: out of memory" in str(info.value)
-    assert "of the 64 MiB allowed by limits.max_memory_bytes" in str(info.value)
+    assert "of the 64 MiB allowed by spec.engine.strategyMemoryLimitMiB" in str(info.value)
 
 
 class CachingApi(RecordingApi):

@@ -6,6 +6,7 @@ lists each private name, what it is used for, and what to re-check.
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import os
 import subprocess
@@ -13,10 +14,13 @@ import sys
 from pathlib import Path
 
 import wasmtime
+from helpers import ROOT
 from hostile import module
 
 from kubetrade.runner.strategy import internals
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+
+STRATEGY_PACKAGE = ROOT / "runner" / "strategy"
 
 
 def test_every_private_name_the_fast_path_uses_is_there() -> None:
@@ -46,6 +50,17 @@ def test_live_objects_carry_the_handles_the_fast_path_copies() -> None:
     data = prototype(("wasmtime_memory_data", internals.library()))
     assert data(context, ctypes.addressof(handle)) == base  # the copied handle is the memory
     assert ctypes.sizeof(internals.func_handle(func)) == ctypes.sizeof(func._func)
+
+
+def test_no_invariant_of_the_strategy_host_is_an_assert() -> None:
+    """`python -O` drops assert statements: an invariant checked by one is not checked."""
+    asserts = [
+        f"{path.name}:{node.lineno}"
+        for path in sorted(STRATEGY_PACKAGE.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Assert)
+    ]
+    assert asserts == []
 
 
 def test_the_fast_path_runs_under_python_dash_o(tmp_path: Path) -> None:
