@@ -21,8 +21,10 @@ The sandbox: one in-process DuckDB per session, created on first use, with
 file and network access, extension loading and Python object lookups off and
 the configuration locked; one thread, a memory cap, a wall-clock budget per
 query (the query is interrupted, the call traps), a row cap and a cap on the
-result's size. DuckDB checks for an interrupt between operations, so a single
-huge operation (repeat('x', 10^9)) overruns the budget by its own duration.
+result's size. DuckDB checks for an interrupt between operations, and its
+memory cap does not cover the values an expression builds, so the functions
+that build a huge value in one call (repeat('x', 10^9)) are capped before they
+run (sql_guards); other list and string functions are not.
 
 Values come back as text formatted the way argo-trading's Go host formats them
 (fmt's %v): 62000, 61917.84, 1.5e+06, true, <nil> for NULL, and timestamps as
@@ -43,6 +45,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from kubetrade.runner import sql_guards
 from kubetrade.runner.window import Window
 
 if TYPE_CHECKING:
@@ -409,6 +412,8 @@ class SqlEngine:
             )
             con.execute(_CREATE)
             con.execute(_VIEW)
+            for macro in sql_guards.MACROS:  # repeat() and the like, capped (sql_guards)
+                con.execute(macro)
             self._appender = con.query_appender(_INSERT, _APPENDED)
             self._con, self._sorted = con, False
         return self._con

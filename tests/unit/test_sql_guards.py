@@ -1,0 +1,46 @@
+"""execute_sql cannot build a gigabyte value in one function call, and a query gets no more
+time than what is left of the strategy call."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kubetrade.runner.sql import SqlEngine, SqlError
+from kubetrade.runner.window import Window
+
+
+def test_sql_that_builds_a_gigabyte_value_is_refused_at_once() -> None:
+    # Before: 2 GB of RSS beyond DuckDB's memory limit and 7.5 s, not interruptible.
+    engine = SqlEngine(Window(size=10))
+    started = time.monotonic()
+    for query in (
+        "SELECT repeat('x', 1000000000) AS s",
+        "SELECT length(lpad('x', 1000000000, 'y')) AS n",
+        "SELECT length(rpad('x', 1000000000, 'y')) AS n",
+        "SELECT replace(repeat('x', 1000000), 'x', repeat('y', 1000)) AS s",
+    ):
+        with pytest.raises(SqlError, match="would be longer than 16777216 characters"):
+            engine.execute(query, [])
+    assert time.monotonic() - started < 2.0
+    # The functions still do their work within the cap.
+    assert engine.execute(
+        "SELECT repeat('ab', 3) AS s, lpad('7', 3, '0') AS p, rpad('7', 2, '.') AS q,"
+        " replace('a-b', '-', '+') AS r, repeat([1], 2) AS l",
+        [],
+    ) == [{"s": "ababab", "p": "007", "q": "7.", "r": "a+b", "l": "[1, 1]"}]
+    engine.close()
+
+
+def test_a_query_gets_no_more_than_what_is_left_of_the_call() -> None:
+    engine = SqlEngine(Window(size=10))
+    started = time.monotonic()
+    with pytest.raises(SqlError, match=r"ran longer than 0\.3 s"):
+        engine.execute(
+            "SELECT sum(a.range * b.range) AS s FROM range(100000) a, range(100000) b",
+            [],
+            timeout_s=0.3,
+        )
+    assert time.monotonic() - started < 0.9
+    engine.close()
