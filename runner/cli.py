@@ -261,6 +261,10 @@ async def _drive(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, engine.request_stop)
+        # The loop runs that only once it gets control, which a replay at full speed gives
+        # it every few dozen bars: the handler itself notes the stop at once (the bar loop
+        # checks it after every bar).
+        signal.signal(signum, lambda _signum, _frame: engine.request_stop())
     server = RunnerServer(engine, port=port) if port is not None else None
     if server is not None:
         bound = await server.start()
