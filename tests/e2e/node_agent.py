@@ -198,6 +198,39 @@ class NodeAgent:
             except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("heartbeat failed: %s", exc)
 
+    # --- Services: names for container mode's /etc/hosts -----------------------------------
+
+    async def service_hosts(self, namespace: str) -> dict[str, str]:
+        """Each Service's names, as a pod in `namespace` may write them, to the IP of a ready
+        pod on this node that it selects. The cluster has no DNS and no Service routing, so
+        a name leads to one pod, at the Service's port: that works where the port is the
+        pod's containerPort (the agent's proxy listens there)."""
+        try:
+            listing = await self.node.get("/api/v1/services")
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("listing Services failed: %s", exc)
+            return {}
+        hosts: dict[str, str] = {}
+        for service in listing.get("items") or []:
+            name, where = service["metadata"]["name"], service["metadata"]["namespace"]
+            selector = service["spec"].get("selector") or {}
+            ready = [
+                worker
+                for worker in self.workers.values()
+                if selector
+                and worker.pod["metadata"]["namespace"] == where
+                and not worker.pod["metadata"].get("deletionTimestamp")
+                and selector.items() <= (worker.pod["metadata"].get("labels") or {}).items()
+                and all(c.ready for c in worker.containers)
+            ]
+            if not ready:
+                continue
+            names = [f"{name}.{where}", f"{name}.{where}.svc", f"{name}.{where}.svc.cluster.local"]
+            if where == namespace:
+                names.append(name)
+            hosts.update(dict.fromkeys(names, ready[0].pod_ip))
+        return hosts
+
     # --- events ----------------------------------------------------------------------------
 
     async def emit(self, pod: Obj, kind: str, reason: str, message: str) -> None:
@@ -306,7 +339,12 @@ class NodeAgent:
             return
         address = self.addresses.take()
         worker = PodWorker(
-            settings=self.settings, client=self.node, pod=pod, pod_ip=address, emit=self.emit
+            settings=self.settings,
+            client=self.node,
+            pod=pod,
+            pod_ip=address,
+            emit=self.emit,
+            service_hosts=self.service_hosts,
         )
         self.workers[uid] = worker
         task = asyncio.create_task(worker.run(), name=f"pod {worker.key}")

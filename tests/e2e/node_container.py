@@ -22,6 +22,9 @@ probes, restarts, status and deletion are the same in both modes):
 - **Network.** The host's (`--network host`): pods reach the API server on 127.0.0.1 and
   each other at their pod IPs through the agent's proxies, exactly as in process mode, so a
   container listens on the host ports the agent gives it (node_files.container_argv).
+  Service names (`svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.cluster.local`) are in its
+  /etc/hosts, for the ready pods on this node that the Services select, as they are when
+  the container starts: a Service whose port is its pods' containerPort works by name.
 - **Status.** From podman: running once podman says so, exit codes, OOMKilled, StartError
   for a command that never started; containerID `podman://<id>`, imageID the image's digest.
 
@@ -271,6 +274,7 @@ def run_arguments(
     mounts: Sequence[Mount],
     options: Sequence[str],
     workdir: str | None,
+    hosts: Mapping[str, str] | None = None,
 ) -> list[str]:
     """`podman run` arguments for one container: attached (its output is the caller's), on
     the host's network, with exactly the given argv (command and args applied already)."""
@@ -293,6 +297,8 @@ def run_arguments(
         arguments.append(f"--mount={spec}" + (",ro=true" if mount.read_only else ""))
     if workdir:
         arguments.append(f"--workdir={workdir}")
+    # Service names, in the container's /etc/hosts: the cluster has no DNS.
+    arguments += [f"--add-host={name}:{address}" for name, address in (hosts or {}).items()]
     arguments += options
     # A JSON entrypoint is the whole argv: the image's default arguments are dropped.
     arguments += [f"--entrypoint={json.dumps(list(argv))}", image]

@@ -29,7 +29,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ log = logging.getLogger("node_agent.pod")
 Obj = dict[str, Any]
 # (pod, "Normal" | "Warning", reason, message): records a Kubernetes Event about the pod.
 Emit = Callable[[Obj, str, str, str], Awaitable[None]]
+# namespace -> {Service name as a pod there may write it: pod IP behind it} (container mode).
+ServiceHosts = Callable[[str], Awaitable[Mapping[str, str]]]
 
 
 def now() -> str:
@@ -153,8 +155,10 @@ class PodWorker:
         pod: Obj,
         pod_ip: str,
         emit: Emit,
+        service_hosts: ServiceHosts | None = None,
     ) -> None:
         self.settings = settings
+        self.service_hosts = service_hosts
         self.client = client
         self.pod = pod
         self.pod_ip = pod_ip
@@ -597,6 +601,7 @@ class PodWorker:
             mounts=mounts,
             options=options,
             workdir=c.spec.get("workingDir"),
+            hosts=await self.service_hosts(meta["namespace"]) if self.service_hosts else {},
         )
         return await self._start_logged(c, ["podman", *arguments], cwd=root, env=None)
 

@@ -12,8 +12,9 @@ replaces the operator (Recreate: the old pod goes before the new one comes) and 
 session's runner alone, and `helm uninstall` removes the release's objects and leaves the
 CRD, the sessions and their runners.
 
-`helm test` is not run: its pod reaches the operator through the Service's DNS name, and
-this cluster has neither DNS nor Service routing.
+`helm test` runs too: its pod reaches the operator by the Service's name, which the node
+agent puts in the container's /etc/hosts (this cluster has no DNS and no Service routing;
+the name leads to the operator pod's IP, where the Service's port is its containerPort).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import json
 import lzma
 import os
+import re
 import subprocess
 import threading
 import time
@@ -100,7 +102,7 @@ def sma_xz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @dataclass
 class PodLog:
-    """Every ADDED / DELETED pod of a namespace, in the API server's order."""
+    """Every ADDED / DELETED operator pod of a namespace, in the API server's order."""
 
     events: list[tuple[str, str]] = field(default_factory=list)  # (kind, uid)
 
@@ -124,7 +126,9 @@ def watching_pods(cluster: Cluster, namespace: str) -> Iterator[PodLog]:
 
     async def follow() -> None:
         async with KubeClient(load_credentials(cluster.kubeconfig)) as client:
-            async for kind, pod in client.watch(f"/api/v1/namespaces/{namespace}/pods"):
+            pods = f"/api/v1/namespaces/{namespace}/pods"
+            params = {"labelSelector": "app.kubernetes.io/component=operator"}
+            async for kind, pod in client.watch(pods, params=params):
                 if kind in ("ADDED", "DELETED"):
                     seen.events.append((kind, pod["metadata"]["uid"]))
                 elif kind == "SYNCED":
@@ -303,6 +307,10 @@ def test_helm_install_runs_the_operator_and_a_session_in_containers_upgrades_and
     assert can("patch", "livetradingsessions.kubetrade.io/status", "-n", TRADING)
     assert not can("get", "secrets", "-n", TRADING)
     assert not can("create", "deployments", "-n", SYSTEM)
+    # The chart's own check: its test pod asks the operator's /healthz through the Service.
+    tested = helm("test", RELEASE, "-n", SYSTEM, "--timeout=2m", kubeconfig=admin)
+    assert re.search(r"^Phase:\s+Succeeded$", tested, re.MULTILINE), tested
+    helm_tested = time.monotonic()
 
     # --- a session -------------------------------------------------------------------------
     cluster.kubectl("apply", "-f", SESSION, "-n", TRADING)
@@ -363,7 +371,7 @@ def test_helm_install_runs_the_operator_and_a_session_in_containers_upgrades_and
     eventually(cluster, "the runner to go on", lambda: runner_status(runner)["bars"] > before, 30)
 
     print(
-        f"\nhelm e2e: install {installed - began:.0f} s, the session Running"
-        f" {running - installed:.0f} s later, more bars and the upgrade"
+        f"\nhelm e2e: install {installed - began:.0f} s, helm test {helm_tested - installed:.0f} s,"
+        f" the session Running {running - helm_tested:.0f} s later, more bars and the upgrade"
         f" {upgraded_at - running:.0f} s, uninstall {time.monotonic() - upgraded_at:.0f} s"
     )

@@ -201,8 +201,10 @@ def test_run_arguments_name_everything_explicitly() -> None:
         mounts=[Mount(Path("/pods/v"), "/etc/config", True), Mount(Path("/pods/e"), "/tmp", False)],
         options=["--read-only"],
         workdir=None,
+        hosts={"kubetrade-metrics.kubetrade-system.svc": "127.31.0.2"},
     )
     assert arguments[:2] == ["run", "--name=k8s_c_p_ns_1234_0"]
+    assert "--add-host=kubetrade-metrics.kubetrade-system.svc:127.31.0.2" in arguments
     assert "--network=host" in arguments and "--pull=never" in arguments
     assert "--http-proxy=false" in arguments  # never the agent's proxy settings
     assert arguments[arguments.index("--env") + 1] == "A=x=y"
