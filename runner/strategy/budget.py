@@ -58,8 +58,8 @@ class CallBudget:
 
     def __init__(self, timeout_s: float | None) -> None:
         # +1: ticks are ragged. None: no deadline (host functions used without a strategy).
-        self.allowed = math.ceil(timeout_s / ticker.TICK_S) + 1 if timeout_s else 0
-        self.deadline = 0 if timeout_s else _NEVER
+        self.allowed = 0 if timeout_s is None else math.ceil(timeout_s / ticker.TICK_S) + 1
+        self.deadline = _NEVER if timeout_s is None else 0
         self.orders = self.logs = self.log_bytes = self.marks = 0
         self.spent = False  # whether any count above moved since the last reset
 

@@ -12,7 +12,13 @@ import wasmtime
 from helpers import ROOT
 from hostile import module
 
-from kubetrade.runner.strategy import SandboxLimits, StrategyLoadError, WasmStrategy, preflight
+from kubetrade.runner.strategy import (
+    SandboxLimits,
+    StrategyLoadError,
+    WasmStrategy,
+    modules,
+    preflight,
+)
 from kubetrade.runner.strategy.api import DISPATCH
 
 GO_STRATEGIES = sorted((ROOT / "strategies").rglob("*.wasm"))
@@ -123,7 +129,7 @@ def test_the_preflight_reads_go_strategies_as_wasmtime_does(path: Path) -> None:
     wasm = path.read_bytes()
     shape = preflight.read_shape(wasm)
     assert preflight.abi_problems(shape, host_functions=frozenset(DISPATCH)) == []
-    compiled = wasmtime.Module(wasmtime.Engine(), wasm)
+    compiled = modules.native_code(modules.shared_engine(), wasm)  # cached machine code
 
     def text(ty: object) -> str:
         if isinstance(ty, wasmtime.FuncType):
