@@ -17,6 +17,8 @@ from kubetrade.runner.engine import Engine, EngineOptions
 from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata import create_market_data
 from kubetrade.runner.metrics import SessionMetrics
+from kubetrade.runner.oci import OciError
+from kubetrade.runner.oci.fetch import fetch_strategy
 from kubetrade.runner.risk import RiskGate, RiskLimits
 from kubetrade.runner.session_file import LoadedSession
 from kubetrade.runner.state import SessionState
@@ -36,6 +38,9 @@ class RunOptions:
     max_bars: int | None = None
     credentials_dir: Path | None = None  # provider credentials as files, one per key
     state_dir: Path | None = None  # the journal lives here; None: nothing is kept
+    # Registry logins for spec.strategy.oci: a docker config file or a pull Secret's
+    # directory; None: where docker and podman keep them.
+    registry_config: Path | None = None
 
 
 def strategy_path(loaded: LoadedSession, *, credentials_dir: Path | None = None) -> Path:
@@ -51,6 +56,28 @@ def strategy_path(loaded: LoadedSession, *, credentials_dir: Path | None = None)
     if not path.is_file():
         raise AssemblyError(f"spec.strategy.path: no such file {path}")
     return path
+
+
+def strategy_wasm(loaded: LoadedSession, options: RunOptions) -> bytes:
+    """The strategy's module: a file (spec.strategy.path), or an OCI artifact pulled and
+    checked against its digests (spec.strategy.oci), the same in a pod and on a laptop."""
+    oci = loaded.session.spec.strategy.oci
+    if oci is not None:
+        try:
+            artifact = fetch_strategy(oci.reference, registry_config=options.registry_config)
+        except OciError as exc:
+            raise AssemblyError(f"spec.strategy.oci: {exc}") from None
+        log.info(
+            "strategy %s: manifest %s and module %s verified",
+            oci.reference,
+            artifact.manifest_digest,
+            artifact.layer_digest,
+        )
+        return artifact.wasm
+    try:
+        return read_strategy(strategy_path(loaded, credentials_dir=options.credentials_dir))
+    except StrategySourceError as exc:
+        raise AssemblyError(f"spec.strategy.path: {exc}") from exc
 
 
 def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> Engine:
@@ -104,10 +131,7 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         window_size=spec.engine.market_data_cache_size,
         precision=spec.engine.decimal_precision,
     )
-    try:
-        wasm = read_strategy(strategy_path(loaded, credentials_dir=options.credentials_dir))
-    except StrategySourceError as exc:
-        raise AssemblyError(f"spec.strategy.path: {exc}") from exc
+    wasm = strategy_wasm(loaded, options)
     functions = HostFunctions(state)
     limits = SandboxLimits(
         max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,

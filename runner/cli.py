@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("KUBETRADE_CREDENTIALS_DIR") or None,
         help="provider credentials as files, one per key (default: $KUBETRADE_CREDENTIALS_DIR)",
     )
+    run.add_argument(
+        "--registry-config",
+        type=Path,
+        help="registry logins for spec.strategy.oci: a docker config file, or a directory"
+        " holding a pull Secret's .dockerconfigjson (default: $REGISTRY_AUTH_FILE,"
+        " $DOCKER_CONFIG/config.json or ~/.docker/config.json)",
+    )
     flags = run.add_argument_group("a session from flags instead of a file")
     flags.add_argument("--strategy-wasm", type=Path)
     flags.add_argument("--strategy-config", type=Path, help="JSON or YAML file")
@@ -232,6 +239,7 @@ def _run_loaded(args: argparse.Namespace, loaded: LoadedSession) -> int:
                 max_bars=args.max_bars,
                 credentials_dir=args.credentials_dir,
                 state_dir=args.state_dir,
+                registry_config=args.registry_config,
             ),
         )
     except _SETUP_ERRORS as exc:

@@ -195,11 +195,13 @@ def test_references_are_parsed_as_docker_does() -> None:
             Reference.parse(bad)
 
 
-def _kubetrade(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def _kubetrade(*args: str | Path, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    if cache is not None:  # the runner's caches (compiled modules, pulled strategies) here
+        env["KUBETRADE_CACHE"] = str(cache)
     return subprocess.run(
         [str(KUBETRADE), *map(str, args)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
-        env={**os.environ, "PYTHONSAFEPATH": "1"},
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False, env=env,
     )  # fmt: skip
 
 
@@ -224,5 +226,76 @@ def test_kubetrade_strategy_push_and_pull(tmp_path: Path, registry: OciRegistry)
     ):
         result = _kubetrade(*args)
         assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert registry.password not in result.stderr
+
+
+def _session(tmp_path: Path, strategy: str, name: str) -> Path:
+    """The demo session with its strategy given as `strategy` (a YAML mapping)."""
+    text = (ROOT / "examples" / "session.yaml").read_text()
+    text = text.replace("    path: ../strategies/examples/sma/sma.wasm\n", f"    {strategy}\n")
+    bars = ROOT / "examples" / "data" / "btcusdt_1m_synthetic.csv"
+    text = text.replace("path: data/btcusdt_1m_synthetic.csv", f"path: {bars}")
+    text = text.replace("name: sma-demo", f"name: {name}")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_kubetrade_run_pulls_verifies_and_runs_an_oci_strategy(
+    tmp_path: Path, registry: OciRegistry
+) -> None:
+    config = registry.docker_config(tmp_path / "config.json")
+    reference = f"{registry.host}/strategies/run:v1"
+    pushed = _kubetrade("strategy", "push", SMA_WASM, reference, "--registry-config", config)
+    assert pushed.returncode == 0, pushed.stderr
+    pinned = pushed.stdout.strip()
+    common = ("--max-bars", "400", "--no-http", "--quiet")
+    figures = {}
+    for name, strategy, extra in (
+        ("by-path", f"path: {SMA_WASM}", ()),
+        ("by-tag", f"oci: {{reference: '{reference}'}}", ("--registry-config", config)),
+        ("by-digest", f"oci: {{reference: '{pinned}'}}", ("--registry-config", config)),
+    ):
+        summary = tmp_path / f"{name}.json"
+        ran = _kubetrade(
+            "run", _session(tmp_path, strategy, name), *common, *extra, "--summary-json", summary,
+            cache=tmp_path / "cache",
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        figures[name] = {
+            k: v for k, v in json.loads(summary.read_text()).items() if k != "duration_s"
+        }
+    # The same module, wherever it came from: the same orders on the same bars.
+    assert figures["by-tag"] == figures["by-digest"] == figures["by-path"]
+    assert figures["by-path"]["orders"] > 0
+    # Pulled once, kept by digest: the manifest (pinned) and the module.
+    kept = {p.name for p in (tmp_path / "cache" / "oci").iterdir()}
+    assert {pinned.split("@")[1].replace(":", "-"), sha256_digest(WASM).replace(":", "-")} <= kept
+
+    # Bad sources stop the run before it starts: exit 2, one line, no traceback, no password.
+    tampered = WASM + b"\0\0"
+    tampered_ref = f"{registry.host}/strategies/run-tampered:v1"
+    digest_of_tampered = sha256_digest(tampered)
+    module = tmp_path / "tampered.wasm"
+    module.write_bytes(tampered)
+    pushed = _kubetrade("strategy", "push", module, tampered_ref, "--registry-config", config)
+    assert pushed.returncode == 0, pushed.stderr
+    blob = _blob_file(registry, digest_of_tampered)
+    blob.write_bytes(tampered[:-1] + b"\1")
+    missing = f"{registry.host}/strategies/run:v9"
+    cases = {
+        "was changed; refusing it": (tampered_ref, ("--registry-config", config)),
+        "not found in the registry": (missing, ("--registry-config", config)),
+        "needs a login and no credentials were given": (
+            reference, ("--registry-config", tmp_path / "empty.json")
+        ),
+    }  # fmt: skip
+    (tmp_path / "empty.json").write_text('{"auths": {}}')
+    for message, (source, extra) in cases.items():
+        path = _session(tmp_path, f"oci: {{reference: '{source}'}}", "bad")
+        result = _kubetrade("run", path, *common, *extra, cache=tmp_path / "cache")
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert registry.password not in result.stderr
