@@ -6,8 +6,10 @@ collector, namespace, service-account and root-CA controllers) on a free loopbac
 and returns a `Cluster`: the admin kubeconfig, the server URL, kubectl helpers, identities
 for users and ServiceAccounts, and `start_node_agent()` for a node that runs pods as local
 processes (node_agent.py), or as podman containers of their images (runtime="podman").
-`start_cluster(controllers=WORKLOAD_CONTROLLERS)` adds the Deployment and ReplicaSet
-controllers to the default ones. Everything lives under one temporary directory that `stop()`
+`start_cluster(controllers=STORAGE_CLUSTER)` adds the PersistentVolume binder and the claim
+and volume protection controllers, so that PersistentVolumeClaims get node-local volumes
+from the node agent (node_storage.py); `WORKLOAD_CONTROLLERS` adds the Deployment and
+ReplicaSet controllers to those. Everything lives under one temporary directory that `stop()`
 removes (set KUBETRADE_E2E_KEEP=1 to keep it for a post-mortem).
 
 Every child process gets `--exit-on-stdin-eof` and a pipe as stdin, so a pytest that dies
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .image import podman, podman_env
+from .node_storage import storage_class
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_DIR = Path(__file__).resolve().parent
@@ -48,7 +51,15 @@ DEFAULT_CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
 )
-WORKLOAD_CONTROLLERS = (*DEFAULT_CONTROLLERS, "deployment-controller", "replicaset-controller")
+# Claims get volumes (the node agent provisions them) and go only once no pod uses them.
+STORAGE_CONTROLLERS = (
+    "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
+)
+STORAGE_CLUSTER = (*DEFAULT_CONTROLLERS, *STORAGE_CONTROLLERS)
+WORKLOAD_CONTROLLERS = (*STORAGE_CLUSTER, "deployment-controller", "replicaset-controller")
+PROVISIONER_USER = "kubetrade-e2e:volume-provisioner"
 
 T = TypeVar("T")
 _PREFIX = "kubetrade-e2e-"
@@ -296,15 +307,25 @@ class Cluster:
         backoff_max: float = 300.0,
         runtime: str = "process",
         insecure_registries: Sequence[str] = (),
+        provision_volumes: bool = True,
         timeout: float = 30,
     ) -> NodeAgent:
         """Start node_agent.py as node `name` and wait until its Node is Ready.
 
         runtime="podman" runs pods as containers of their images (podman with the project's
         settings, scripts/containers/env.sh), pulling from `insecure_registries` over HTTP.
+        provision_volumes: the agent provisions PersistentVolumeClaims of the default
+        StorageClass `kubetrade-node-local`, which this installs (claims bind where the
+        cluster runs STORAGE_CONTROLLERS).
         """
         node_kubeconfig = self.user_kubeconfig(f"system:node:{name}", ["system:nodes"])
         binder_kubeconfig = self.user_kubeconfig("system:kube-scheduler")
+        provisioner = []
+        if provision_volumes:
+            self.apply(json.dumps(storage_class()))
+            self.apply(json.dumps(_provisioner_binding()))
+            kubeconfig = self.user_kubeconfig(PROVISIONER_USER)
+            provisioner = [f"--provisioner-kubeconfig={kubeconfig}"]
         work_dir = self.dir / "nodes" / name
         work_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.dir / f"node-agent-{name}.log"
@@ -320,6 +341,7 @@ class Cluster:
                     "e2e.node_agent",
                     f"--kubeconfig={node_kubeconfig}",
                     f"--binder-kubeconfig={binder_kubeconfig}",
+                    *provisioner,
                     f"--node-name={name}",
                     f"--work-dir={work_dir}",
                     f"--kubetrade={KUBETRADE}",
@@ -370,6 +392,23 @@ class Cluster:
             print(f"\nkubetrade e2e: cluster files kept in {self.dir}", file=sys.stderr)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _provisioner_binding() -> Obj:
+    """The node agent's provisioner gets what a cluster gives an external provisioner."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "kubetrade-e2e-volume-provisioner"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:persistent-volume-provisioner",
+        },
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": PROVISIONER_USER}
+        ],
+    }
 
 
 def _write_token_kubeconfig(path: Path, server: str, ca_pem: str, user: str, token: str) -> None:

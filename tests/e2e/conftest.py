@@ -19,7 +19,14 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from .cluster import WORKLOAD_CONTROLLERS, Cluster, HarnessError, NodeAgent, start_cluster
+from .cluster import (
+    STORAGE_CLUSTER,
+    WORKLOAD_CONTROLLERS,
+    Cluster,
+    HarnessError,
+    NodeAgent,
+    start_cluster,
+)
 from .image import ImageBuildError, build_image
 from .registry import Registry, RegistryError
 from .registry import registry as registry  # the fixture, for every e2e test
@@ -31,9 +38,10 @@ _clusters: list[Cluster] = []
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    """A running control plane (etcd, kube-apiserver, controller manager); admin kubeconfig."""
+    """A running control plane (etcd, kube-apiserver, controller manager with the storage
+    controllers: claims bind to volumes the node agent provisions); admin kubeconfig."""
     try:
-        started = start_cluster()
+        started = start_cluster(controllers=STORAGE_CLUSTER)
     except (HarnessError, TimeoutError) as exc:
         # Never a skip: a machine that cannot run these tests must say so loudly.
         pytest.fail(f"cannot start the e2e cluster: {exc}", pytrace=False)

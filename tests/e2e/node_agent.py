@@ -1,7 +1,8 @@
 """The node agent: plays the kubelet (and the scheduler's binding step) for the e2e tests.
 
     PYTHONPATH=tests python -m e2e.node_agent --kubeconfig NODE.kubeconfig \
-        --binder-kubeconfig SCHED.kubeconfig --node-name NAME --work-dir DIR \
+        --binder-kubeconfig SCHED.kubeconfig [--provisioner-kubeconfig PROV.kubeconfig] \
+        --node-name NAME --work-dir DIR \
         [--kubetrade PATH] [--runtime process|podman [--insecure-registry HOST:PORT]...] \
         [--exit-on-stdin-eof]
 
@@ -9,7 +10,9 @@ It registers a Ready Node, binds unscheduled pods to it (as the scheduler would,
 binder identity, system:kube-scheduler), and runs every pod bound to it as local processes
 (see node_pod.py and node_files.py for the rules), or, with `--runtime podman`, as
 containers of their images (node_container.py; podman runs with the caller's
-CONTAINERS_CONF, which the harness takes from scripts/containers/env.sh). It runs as its
+CONTAINERS_CONF, which the harness takes from scripts/containers/env.sh). With a
+provisioner identity it also provisions the node-local volumes of PersistentVolumeClaims
+(node_storage.py). It runs as its
 own process with its own log, authenticated as system:node:NAME in group system:nodes, so
 the API server's Node authorizer and NodeRestriction admission hold it to exactly what a
 kubelet may do.
@@ -37,6 +40,7 @@ import aiohttp
 from . import node_container
 from .kubeclient import ApiError, KubeClient, load_credentials
 from .node_pod import PODMAN, PROCESS, AgentSettings, PodWorker, now
+from .node_storage import Provisioner
 
 log = logging.getLogger("node_agent")
 
@@ -66,10 +70,17 @@ class PodAddresses:
 
 
 class NodeAgent:
-    def __init__(self, settings: AgentSettings, node: KubeClient, binder: KubeClient | None):
+    def __init__(
+        self,
+        settings: AgentSettings,
+        node: KubeClient,
+        binder: KubeClient | None,
+        provisioner: KubeClient | None = None,
+    ):
         self.settings = settings
         self.node = node
         self.binder = binder
+        self.provisioner = provisioner
         self.workers: dict[str, PodWorker] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.finished: set[str] = set()
@@ -87,6 +98,13 @@ class NodeAgent:
         ]
         if self.binder is not None:
             loops.append(asyncio.create_task(self.bind_unscheduled(), name="binder"))
+        if self.provisioner is not None:
+            volumes = Provisioner(
+                self.provisioner,
+                node_name=self.name,
+                directory=self.settings.work_dir / "persistent-volumes",
+            )
+            loops.append(asyncio.create_task(volumes.run(), name="provisioner"))
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*loops, waiter], return_when=asyncio.FIRST_COMPLETED)
         for task in loops:
@@ -367,6 +385,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--binder-kubeconfig", type=Path, help="identity that binds pods (system:kube-scheduler)"
     )
+    parser.add_argument(
+        "--provisioner-kubeconfig",
+        type=Path,
+        help="identity that provisions claims' volumes (system:persistent-volume-provisioner)",
+    )
     parser.add_argument("--node-name", required=True)
     parser.add_argument("--work-dir", type=Path, required=True, help="pod roots and logs")
     parser.add_argument(
@@ -447,7 +470,12 @@ async def _main(args: argparse.Namespace) -> None:
             binder = await stack.enter_async_context(
                 KubeClient(load_credentials(args.binder_kubeconfig), user_agent=agent_name)
             )
-        await NodeAgent(settings, node, binder).run(stop)
+        provisioner = None
+        if args.provisioner_kubeconfig:
+            provisioner = await stack.enter_async_context(
+                KubeClient(load_credentials(args.provisioner_kubeconfig), user_agent=agent_name)
+            )
+        await NodeAgent(settings, node, binder, provisioner).run(stop)
     if args.exit_on_stdin_eof:
         stdin_task.cancel()
 

@@ -7,7 +7,9 @@ fit (they do in a real cluster too):
 - Every volumeMount is materialized under the container's root at the same path: a ConfigMap
   mounted at /config becomes <root>/config/<key> files. configMap, secret, projected
   (configMap, secret, downwardAPI, serviceAccountToken) and downwardAPI volumes are written as
-  real files; emptyDir volumes are one directory per pod, linked into each container's root.
+  real files; emptyDir volumes are one directory per pod, linked into each container's root;
+  a persistentVolumeClaim volume is the directory of the claim's bound hostPath volume
+  (node_storage.py provisions them), the same for every pod of the claim.
 - In the command, args, env values and workingDir, every absolute path that starts with a
   mountPath is rewritten to the same path under the root (/config/session.yaml ->
   <root>/config/session.yaml), also inside a longer string such as `--flag=/out/x` or
@@ -22,6 +24,7 @@ fit (they do in a real cluster too):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
@@ -35,6 +38,17 @@ from .kubeclient import ApiError, KubeClient
 
 Obj = dict[str, Any]
 Files = dict[str, tuple[bytes, int]]  # relative path -> (content, mode)
+
+
+@dataclass(frozen=True, slots=True)
+class HostDir:
+    """A volume that is a directory of this machine: a claim's bound hostPath volume."""
+
+    path: Path
+    read_only: bool = False
+
+
+Volume = Files | HostDir | None  # files to write, a directory to link, or an emptyDir
 
 DEFAULT_MODE = 0o644
 
@@ -182,10 +196,36 @@ async def _token_files(client: KubeClient, ref: PodRef, source: Obj, mode: int) 
     return {_safe_relative(source["path"]): (answer["status"]["token"].encode(), mode)}
 
 
-async def volume_files(client: KubeClient, ref: PodRef, volume: Obj) -> Files | None:
-    """The files of one static volume, or None for an emptyDir. Raises PodSetupError."""
+async def _claim_dir(client: KubeClient, ref: PodRef, source: Obj) -> HostDir:
+    """The directory of the volume bound to a claim, as the kubelet finds it (the Node
+    authorizer lets a node read the claims of its pods and the volumes bound to them)."""
+    name = source["claimName"]
+    claim = await _fetch(client, ref, "persistentvolumeclaim", name, False)
+    if claim["metadata"].get("deletionTimestamp"):
+        raise PodSetupError("ContainerCreating", f"persistentvolumeclaim {name!r} is being deleted")
+    volume_name = claim["spec"].get("volumeName")
+    if not volume_name or (claim.get("status") or {}).get("phase") != "Bound":
+        raise PodSetupError("ContainerCreating", f"persistentvolumeclaim {name!r} is not bound")
+    try:
+        volume = await client.get(f"/api/v1/persistentvolumes/{volume_name}")
+    except ApiError as exc:
+        raise PodSetupError("ContainerCreating", f"volume {volume_name!r}: {exc.message}") from None
+    host_path = (volume["spec"].get("hostPath") or {}).get("path")
+    if not host_path or not await asyncio.to_thread(Path(host_path).is_dir):
+        # A node can mount only a directory of its own (a hostPath volume that exists).
+        raise PodSetupError(
+            "ContainerCreating", f"volume {volume_name!r} is not a directory of this node"
+        )
+    return HostDir(Path(host_path), read_only=bool(source.get("readOnly")))
+
+
+async def volume_files(client: KubeClient, ref: PodRef, volume: Obj) -> Volume:
+    """The files of one static volume, the directory of a claim, or None for an emptyDir.
+    Raises PodSetupError."""
     if "emptyDir" in volume:
         return None
+    if "persistentVolumeClaim" in volume:
+        return await _claim_dir(client, ref, volume["persistentVolumeClaim"])
     if "configMap" in volume:
         source = volume["configMap"]
         return await _config_map_files(client, ref, source, source.get("defaultMode", DEFAULT_MODE))
@@ -240,7 +280,7 @@ def _write_files(files: Files, target: Path, sub_path: str) -> None:
 
 
 def lay_out_root(
-    root: Path, container: Obj, volumes: Mapping[str, Files | None], empty_dirs: Path
+    root: Path, container: Obj, volumes: Mapping[str, Volume], empty_dirs: Path
 ) -> list[str]:
     """Materialize the container's mounts under root; return its mount paths."""
     if root.exists():
@@ -254,8 +294,11 @@ def lay_out_root(
             raise PodSetupError("CreateContainerConfigError", f"no volume named {name!r}")
         target = root / mount_path.lstrip("/")
         files = volumes[name]
-        if files is None:  # emptyDir: one directory per pod, shared by its containers
-            source = empty_dirs / name / mount.get("subPath", "")
+        if files is None or isinstance(files, HostDir):
+            # emptyDir: one directory per pod, shared by its containers; a claim: its
+            # volume's directory, shared by every pod of the claim.
+            base = empty_dirs / name if files is None else files.path
+            source = base / mount.get("subPath", "")
             source.mkdir(parents=True, exist_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(source, target_is_directory=True)
@@ -291,7 +334,7 @@ def _give_to_group(path: Path, group: int, *, writable: bool) -> None:
 def lay_out_mounts(
     root: Path,
     container: Obj,
-    volumes: Mapping[str, Files | None],
+    volumes: Mapping[str, Volume],
     empty_dirs: Path,
     fs_group: int | None,
 ) -> list[Mount]:
@@ -299,8 +342,10 @@ def lay_out_mounts(
 
     configMap, secret, downwardAPI and projected volumes are mounted read-only (as the
     kubelet mounts them), emptyDirs read-write unless the mount says readOnly; an emptyDir
-    is one directory per pod, mode 0777 as the kubelet makes it. With an fsGroup, the group
-    owns every volume's files (the runner's 0440 credentials are readable by it).
+    is one directory per pod, mode 0777 as the kubelet makes it. A claim's volume is its
+    directory, bind-mounted read-write (unless the claim's or the mount's readOnly says
+    otherwise). With an fsGroup, the group owns every volume's files except a claim's (the
+    runner's 0440 credentials are readable by it).
     """
     if root.exists():
         shutil.rmtree(root)  # a restarted container starts from its volumes' contents again
@@ -317,6 +362,18 @@ def lay_out_mounts(
             source.mkdir(parents=True, exist_ok=True)
             source.chmod(0o777)
             read_only = bool(mount.get("readOnly"))
+        elif isinstance(files, HostDir):  # a claim's volume: its directory, as it is
+            sub_path = mount.get("subPath") or ""
+            source = files.path / (_safe_relative(sub_path) if sub_path else "")
+            source.mkdir(parents=True, exist_ok=True)
+            mounts.append(
+                Mount(
+                    source,
+                    str(PurePosixPath("/", mount_path)),
+                    files.read_only or bool(mount.get("readOnly")),
+                )
+            )
+            continue  # the kubelet leaves a hostPath volume's ownership alone (no fsGroup)
         else:
             # One directory per mount (two mounts of one volume may pick different items).
             source = root / "mounts" / str(len(mounts)) / "volume"

@@ -41,9 +41,9 @@ import aiohttp
 from . import node_container as runtime
 from .kubeclient import ApiError, KubeClient
 from .node_files import (
-    Files,
     PodRef,
     PodSetupError,
+    Volume,
     base_env,
     container_argv,
     container_env,
@@ -183,7 +183,7 @@ class PodWorker:
         self.node_shutdown = False
         self._changed = asyncio.Event()
         self._conditions: dict[str, tuple[str, str]] = {}
-        self._volumes: dict[str, Files | None] = {}
+        self._volumes: dict[str, Volume] = {}
         self._proxies: list[asyncio.Server] = []
         self._host_ports: dict[tuple[str, int], int] = {}
         self.in_containers = settings.runtime == PODMAN

@@ -9,6 +9,7 @@ import os
 import textwrap
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -443,3 +444,55 @@ def test_a_crashing_container_restarts_and_backs_off(
     assert status["lastState"]["terminated"]["exitCode"] == 3
     assert crashed["status"]["phase"] == "Running"
     assert condition(crashed, "Ready") == "False"
+
+
+def test_a_claim_gets_a_node_local_volume_that_outlives_its_pods(
+    cluster: Cluster, node_agent: NodeAgent, namespace: str
+) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    cluster.apply(json.dumps(claim))
+    # The default StorageClass is filled in, the agent provisions, the binder binds.
+    bound = cluster.wait_for_object(
+        "pvc", "data", lambda c: c.get("status", {}).get("phase") == "Bound",
+        namespace=namespace, timeout=60, what="the claim to be bound",
+    )  # fmt: skip
+    assert bound["spec"]["storageClassName"] == "kubetrade-node-local"
+    volume = cluster.get("pv", bound["spec"]["volumeName"])
+    assert volume is not None and volume["status"]["phase"] == "Bound"
+    directory = Path(volume["spec"]["hostPath"]["path"])
+    assert directory.parent == node_agent.work_dir / "persistent-volumes"
+
+    def pod(name: str, script: str) -> str:
+        return json.dumps({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox", "command": ["sh", "-c", script],
+                                "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            },
+        })  # fmt: skip
+
+    # What one pod writes, the next pod of the claim reads.
+    for name, script in (("writer", "echo kept > /data/note"), ("reader", "cat /data/note")):
+        cluster.apply(pod(name, script))
+        done = cluster.wait_for_object(
+            "pod", name, lambda p: p["status"].get("phase") in ("Succeeded", "Failed"),
+            namespace=namespace, timeout=60, what=f"pod {name} to finish",
+        )  # fmt: skip
+        assert done["status"]["phase"] == "Succeeded", node_agent.pod_log(namespace, name, "c")
+    assert node_agent.pod_log(namespace, "reader", "c").strip().endswith("kept")
+    assert (directory / "note").read_text() == "kept\n"
+
+    # A deleted claim (once no pod uses it) takes its volume and directory with it.
+    cluster.kubectl("delete", "pod", "writer", "reader", "-n", namespace)
+    cluster.kubectl("delete", "pvc", "data", "-n", namespace, "--timeout=60s")
+    wait_until("the volume to go", lambda: cluster.get("pv", volume["metadata"]["name"]) is None,
+               timeout=60)  # fmt: skip
+    assert not directory.exists()
