@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urljoin
 import aiohttp
 
 from kubetrade.runner.oci.auth import RegistryAuth, parse_challenge
-from kubetrade.runner.oci.errors import OciError
+from kubetrade.runner.oci.errors import NOT_FOUND, UNAUTHORIZED, UNREACHABLE, ErrorKind, OciError
 from kubetrade.runner.oci.reference import Reference
 
 OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
@@ -134,7 +134,8 @@ class Registry:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise OciError(
                     f"{self.reference}: cannot reach the registry {self.reference.registry}:"
-                    f" {type(exc).__name__}: {exc}"
+                    f" {type(exc).__name__}: {exc}",
+                    kind=UNREACHABLE,
                 ) from None
         raise AssertionError("unreachable")
 
@@ -168,7 +169,9 @@ class Registry:
                     )
                 answer = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise OciError(f"{self.reference}: cannot get a token: {type(exc).__name__}") from None
+            raise OciError(
+                f"{self.reference}: cannot get a token: {type(exc).__name__}", kind=UNREACHABLE
+            ) from None
         token = (
             answer.get("token") or answer.get("access_token") if isinstance(answer, dict) else None
         )
@@ -181,21 +184,26 @@ class Registry:
         return OciError(
             f"{self.reference}: the registry {self.reference.registry} needs a login and"
             f" {have}; log in (docker/podman login writes the config file kubetrade reads),"
-            " or name a pull Secret (spec.strategy.oci.pullSecretRef)"
+            " or name a pull Secret (spec.strategy.oci.pullSecretRef)",
+            kind=UNAUTHORIZED,
         )
 
     def _status_error(self, what: str, status: int, body: bytes) -> OciError:
         if status in (401, 403):
             return self._unauthorized()
         if status == 404:
-            return OciError(f"{self.reference}: {what} not found in the registry")
+            return OciError(f"{self.reference}: {what} not found in the registry", kind=NOT_FOUND)
         code = ""
         try:
             errors = json.loads(body).get("errors") or []
             code = ": " + ", ".join(str(e.get("code")) for e in errors if isinstance(e, dict))
         except (ValueError, AttributeError):
             pass
-        return OciError(f"{self.reference}: the registry refused to {what} ({status}{code})")
+        # A server error (5xx) is the registry's trouble, and may pass: like no answer.
+        kind: ErrorKind = UNREACHABLE if status >= 500 else "invalid"
+        return OciError(
+            f"{self.reference}: the registry refused to {what} ({status}{code})", kind=kind
+        )
 
     # -- manifests -----------------------------------------------------------------------
 

@@ -299,3 +299,21 @@ def test_kubetrade_run_pulls_verifies_and_runs_an_oci_strategy(
         assert message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert registry.password not in result.stderr
+
+
+async def test_errors_say_whether_a_retry_can_help(
+    registry: OciRegistry, auth: RegistryAuth
+) -> None:
+    # The operator resolves a session's tag at every resync until it can: the kind of an
+    # error tells a registry that is down (try again) from a reference or login to fix.
+    tag = ref(registry, "strategies/kinds:v1")
+    await push_strategy(WASM, tag, name="kinds", auth=auth)
+    cases = {
+        "not-found": (ref(registry, "strategies/kinds:v2"), auth),
+        "unauthorized": (tag, RegistryAuth()),
+        "unreachable": (Reference.parse(f"127.0.0.1:9/{tag.repository}:v1"), auth),
+    }
+    for kind, (reference, login) in cases.items():
+        with pytest.raises(OciError) as raised:
+            await resolve_digest(reference, auth=login)
+        assert raised.value.kind == kind, (kind, str(raised.value))
