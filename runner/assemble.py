@@ -10,18 +10,17 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubetrade.runner.brokers import create_broker
+from kubetrade.runner.brokers import check_venue_state, create_broker, venue_state_files
 from kubetrade.runner.brokers.paper import PaperBroker
 from kubetrade.runner.credentials import refuse_credential_path
 from kubetrade.runner.engine import Engine, EngineOptions
-from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata import create_market_data
 from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.oci import OciError
 from kubetrade.runner.oci.fetch import fetch_strategy
 from kubetrade.runner.risk import RiskGate, RiskLimits
+from kubetrade.runner.session import Session, open_journal
 from kubetrade.runner.session_file import LoadedSession
-from kubetrade.runner.state import SessionState
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
 from kubetrade.runner.strategy.source import StrategySourceError, read_strategy
@@ -97,18 +96,33 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         ),
         symbols=frozenset(symbols),
     )
-    journal = None
-    if options.state_dir is not None:
-        options.state_dir.mkdir(parents=True, exist_ok=True)
-        journal = Journal.open(options.state_dir / "journal.db", session=name)
-    broker = create_broker(
-        spec.trading,
-        precision=spec.engine.decimal_precision,
+    wasm = strategy_wasm(loaded, options)
+    market_data, warmup_end = create_market_data(
+        spec,
+        base_dir=loaded.base_dir,
+        warmup_bars=spec.engine.warmup_bars,
         credentials_dir=options.credentials_dir,
-        state_dir=options.state_dir,
-        epoch=journal.epoch if journal is not None else None,
-        symbols=symbols,
     )
+    # The state directory as late as can be, so that a refused start writes nothing there.
+    companions = []
+    if options.state_dir is not None:
+        # Everything in the state directory is read back and checked before the first
+        # write (the journal's new epoch): a refused start changes no file.
+        check_venue_state(spec.trading, options.state_dir)
+        companions = venue_state_files(spec.trading, options.state_dir)
+    journal = open_journal(options.state_dir, name, companions=companions)
+    try:
+        broker = create_broker(
+            spec.trading,
+            precision=spec.engine.decimal_precision,
+            credentials_dir=options.credentials_dir,
+            state_dir=options.state_dir,
+            epoch=journal.epoch if options.state_dir is not None else None,
+            symbols=symbols,
+        )
+    except BaseException:
+        journal.close()
+        raise
     if broker.is_live:
         # Said once, loudly, before anything runs; every order says it again (brokers).
         routes = "; ".join(
@@ -123,15 +137,15 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
     if not isinstance(broker, PaperBroker):
         # Only the paper venue holds take-profits and stop-losses so far.
         gate.brackets_venue = f"provider {spec.trading.provider!r}"
-    state = SessionState.create(
+    state = Session.create(
         session=name,
         symbols=symbols,
         initial_cash=broker.account().balance,
         risk=gate,
         window_size=spec.engine.market_data_cache_size,
         precision=spec.engine.decimal_precision,
+        journal=journal,
     )
-    wasm = strategy_wasm(loaded, options)
     functions = HostFunctions(state)
     limits = SandboxLimits(
         max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,
@@ -144,12 +158,6 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
             wasm, functions, session=name, limits=limits, clock=lambda: state.now * 1_000_000
         )
 
-    market_data, warmup_end = create_market_data(
-        spec,
-        base_dir=loaded.base_dir,
-        warmup_bars=spec.engine.warmup_bars,
-        credentials_dir=options.credentials_dir,
-    )
     metrics = SessionMetrics(session=name)
     metrics.trading(provider=spec.trading.provider, real_money=broker.is_live)
     return Engine(
@@ -167,5 +175,4 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
             max_consecutive_strategy_errors=spec.engine.max_consecutive_strategy_errors,
         ),
         metrics=metrics,
-        journal=journal,
     )

@@ -28,11 +28,11 @@ from kubetrade.runner.credentials import (
     refuse_credential_path,
 )
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.journal import Journal, JournalError
 from kubetrade.runner.marketdata import MarketDataError
 from kubetrade.runner.oci import command as strategy_commands
 from kubetrade.runner.report import build_report, export, format_report
 from kubetrade.runner.server import RunnerServer
+from kubetrade.runner.session import JOURNAL_FILE, JournalError, JournalReader, StorageError
 from kubetrade.runner.session_file import (
     LoadedSession,
     Problem,
@@ -56,6 +56,7 @@ _SETUP_ERRORS = (
     CredentialPathError,
     JournalError,
     StateDirError,
+    StorageError,
 )
 
 
@@ -155,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     try:
-        journal = Journal.open_existing(args.state_dir / "journal.db")
+        journal = JournalReader.open(args.state_dir / JOURNAL_FILE)  # reads, never writes
     except JournalError as exc:
         print(f"kubetrade: {exc}", file=sys.stderr)
         return 2

@@ -7,10 +7,14 @@ For each closed bar, in order:
   3. append it to the window cache and call the strategy with bar time as its
      clock;
   4. send the orders the strategy placed (already risk-checked) and the
-     cancels it asked for, in the order it asked.
+     cancels it asked for, in the order it asked, once the session has made
+     their intents durable;
+  5. close the bar: its equity is recorded, and quiet bars are committed in
+     groups (session/commit.py).
 Nothing on this path reads the wall clock, so the same bars give the same
-orders. A stop request (SIGTERM) lets the current bar finish, then the engine
-closes its providers and reports EngineStopped.
+orders. The session (`state`) owns every piece of state and its journal; the
+engine only says when. A stop request (SIGTERM) lets the current bar finish,
+then the engine closes its providers and reports EngineStopped.
 """
 
 from __future__ import annotations
@@ -30,13 +34,11 @@ from kubetrade.runner.brokers.base import Broker
 from kubetrade.runner.domain import Bar, OrderStatus
 from kubetrade.runner.faults import crash_point
 from kubetrade.runner.fencing import Fenced
-from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata.base import MarketDataProvider
 from kubetrade.runner.marketdata.health import FeedHealth
 from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.orders import OrderRouter
-from kubetrade.runner.recovery import account_differences, journal_effects, restore_state
-from kubetrade.runner.state import SessionState
+from kubetrade.runner.session import JournalError, Resume, Session, StorageError
 from kubetrade.runner.strategy.host import StrategyError as StrategyCallError
 
 log = logging.getLogger("kubetrade.engine")
@@ -71,22 +73,18 @@ class Engine:
     def __init__(
         self,
         *,
-        state: SessionState,
+        state: Session,
         strategy: Strategy,
         market_data: MarketDataProvider,
         broker: Broker,
         options: EngineOptions,
         metrics: SessionMetrics | None = None,
         new_strategy: Callable[[], Strategy] | None = None,
-        journal: Journal | None = None,
     ) -> None:
-        self.state = state
-        self.journal = journal
-        state.journal = journal
+        self.state = state  # the session: every change of state goes through it
         self.orders = OrderRouter(
-            state=state, broker=broker, metrics=metrics or SessionMetrics(session=state.session),
-            journal=journal,
-        )  # fmt: skip
+            session=state, broker=broker, metrics=metrics or SessionMetrics(session=state.name)
+        )
         self.strategy = strategy
         # Makes a fresh instance after the strategy itself trapped (see _recover).
         self.new_strategy = new_strategy
@@ -108,10 +106,10 @@ class Engine:
         self._last_error = ""
         self._last_time: dict[str, int] = {}
         self._resume_after: dict[str, int] = {}  # per symbol: bars up to here were processed
-        self._unsent: set[str] = set()
         self.skipped = 0  # bars already processed before a restart
-        self._pending_equity: tuple[int, float, float] | None = None
         self._stop_requested = False
+        self._idle_commit: asyncio.TimerHandle | None = None
+        self._idle_failure: BaseException | None = None  # a commit between bars failed
         self._waiting_task: asyncio.Task[Any] | None = None
         self._task: asyncio.Task[Any] | None = None  # the one running the bar loop
         self._started = 0.0
@@ -154,22 +152,24 @@ class Engine:
         looping = False
         try:
             await self.broker.connect()
-            restored = self._restore()
-            # First settle what the journal left open, so the venue's fills reach the
+            resume = self._restore()
+            # The window as it was at the last processed bar (or the warm-up history),
+            # and a simulated venue shown that bar, so a resent order prices as it would
+            # have before the crash.
+            await self._warm_up()
+            settled = await self._remind_venue() if resume is not None else []
+            # Then settle what the journal left open, so the venue's fills reach the
             # book; then compare the book with the venue's account, which wins.
-            settled = await self.orders.resolve_open(self._unsent)
-            self._unsent.clear()
+            settled += await self.orders.resolve_open()
             refresh = getattr(self.broker, "refresh_account", None)
-            if restored and refresh is not None:
+            if resume is not None and refresh is not None:
                 await refresh()  # balances as they are after the orders just settled
-            settled += self._adopt_account(restored)
-            if self.journal is not None and self.journal.initial_cash() is None:
-                self.journal.set_initial_cash(self.state.book.ledger.cash)
+            settled += self._adopt_account(resume is not None)
+            self.state.open_for_bars(resume)
             name = self._start_strategy()
             yield ev.EngineStarted(self.state.symbols, self.options.interval, name)
             for event in settled:
                 yield event
-            await self._warm_up()
             # The bar loop, inline: every event passes one generator, not two.
             stream = self.market_data.stream().__aiter__()
             self._task = asyncio.current_task()
@@ -187,6 +187,9 @@ class Engine:
                 except StopAsyncIteration:
                     break
                 except asyncio.CancelledError:
+                    if self._idle_failure is not None and task is not None:
+                        task.uncancel()  # a commit between bars failed: that is the error
+                        raise self._idle_failure from None
                     if not self.stopping or task is None:
                         raise
                     task.uncancel()  # our own stop request, not a cancellation from outside
@@ -195,14 +198,16 @@ class Engine:
                     self._waiting_task = None
                 for event in await self._on_bar(bar):
                     yield event
+                if self._idle_commit is None and self.state.pending:
+                    self._arm_idle_commit()
                 if self.feed_health is not None:
                     status = self._feed_status()
                     if status is not None:
                         yield status
                 if max_bars is not None and self.bars >= max_bars:
                     break
-        except (EngineFailure, Fenced) as exc:  # a newer runner took over: say so, no trace
-            error = str(exc)
+        except (EngineFailure, Fenced, StorageError, JournalError) as exc:
+            error = str(exc)  # a newer runner took over, or the disk refused: say so, no trace
         except Exception as exc:  # report, never swallow silently
             log.exception("engine failed")
             error = f"{type(exc).__name__}: {exc}"
@@ -218,37 +223,37 @@ class Engine:
 
     # -- phases ------------------------------------------------------------------
 
-    def _restore(self) -> bool:
-        """Resume from the journal, if it holds a previous run; True if it did."""
-        if self.journal is None:
-            return False
-        snapshot = self.journal.snapshot()
-        self.state.epoch = snapshot.epoch  # new ids never collide with journaled ones
-        if not snapshot.orders and not snapshot.cursor and not snapshot.cache:
-            return False
-        initial = self.journal.initial_cash()
-        if initial is not None:
-            self.state.book.ledger.cash = initial  # the journal's fills replay from here
-        restore_state(self.state, snapshot)
-        self._last_time = dict(snapshot.cursor)
-        self._resume_after = dict(snapshot.cursor)
-        self._unsent = set(snapshot.unsent)
-        return True
+    def _restore(self) -> Resume | None:
+        """Resume from the journal, if it holds a previous run."""
+        resume = self.state.restore()
+        if resume is None:
+            return None
+        self._last_time = dict(resume.cursor)
+        self._resume_after = dict(resume.cursor)
+        # A paced replay skips what was processed at once instead of waiting through it.
+        skip = getattr(self.market_data, "resume_after", None)
+        if skip is not None:
+            skip(resume.cursor)
+        return resume
+
+    async def _remind_venue(self) -> list[ev.Event]:
+        """Show a simulated venue the last bar processed of each symbol (it may have
+        forgotten quiet bars it saw); bars it did see change nothing there."""
+        remind = getattr(self.broker, "resume_market", None)
+        if remind is None:
+            return []
+        bars = [b for b in map(self.state.window.last, self.state.symbols) if b is not None]
+        out: list[ev.Event] = []
+        self.orders.apply(await remind(bars), out)
+        return out
 
     def _adopt_account(self, restored: bool) -> list[ev.Event]:
         """Take the venue's cash and holdings, which are the truth; report differences."""
-        ledger = self.state.book.ledger
-        venue_cash = self.broker.account().balance
         venue_positions = {s: replace(p) for s, p in self.broker.positions().items()}
-        events: list[ev.Event] = []
-        if restored:
-            events = [
-                ev.EngineError(f"reconciled with the venue: {difference}")
-                for difference in account_differences(ledger, venue_cash, venue_positions)
-            ]
-        ledger.cash = venue_cash
-        ledger.positions = venue_positions
-        return events
+        differences = self.state.adopt_account(
+            self.broker.account().balance, venue_positions, restored=restored
+        )
+        return [ev.EngineError(f"reconciled with the venue: {d}") for d in differences]
 
     def _start_strategy(self) -> str:
         try:
@@ -273,8 +278,7 @@ class Engine:
         for symbol in self.state.symbols:
             end = ends.get(symbol, now)
             for bar in await self.market_data.history(symbol, end=end, count=count):
-                self.state.window.append(bar)
-                self.state.book.marks[symbol] = bar.close
+                self.state.warm(bar)
                 self._last_time[symbol] = bar.time
 
     async def _on_bar(self, bar: Bar) -> list[ev.Event]:
@@ -288,35 +292,23 @@ class Engine:
             return [ev.EngineError(f"dropped bar {bar.symbol}@{bar.time}: {reason}")]
         self._last_time[bar.symbol] = bar.time
         out: list[ev.Event] = []
-        # One transaction holds the bar's decisions: the venue's news, the strategy's
-        # effects, its order intents and the cursor. Orders leave only after it commits.
-        with self.orders.transaction():
-            if self._pending_equity is not None:
-                self._flush_equity()
-            updates = await self.broker.on_bar(bar)
-            if updates:
-                self.orders.apply(updates, out)
-            state.begin_bar(bar)
-            self.bars += 1
-            self.metrics.bar(bar.symbol, bar.time)
-            out.append(ev.MarketData(bar))
-            self._call_strategy(bar, out)
-            # Events the host functions emitted during the call (placements, logs).
-            if state.events:
-                out.extend(state.events)
-                state.events.clear()
-            if self.journal is not None:
-                journal_effects(self.journal, state, out)
-                self.journal.cursor(bar.symbol, bar.time)
-                self.journal.price(bar.symbol, bar.time, bar.close)
-                crash_point("bar-journaled")  # (meaningful only with a journal)
+        state.commit_before_venue()  # orders open there: the venue may report fills now
+        updates = await self.broker.on_bar(bar)
+        if updates:
+            self.orders.apply(updates, out)
+        state.begin_bar(bar)
+        self.bars += 1
+        self.metrics.bar(bar.symbol, bar.time)
+        out.append(ev.MarketData(bar))
+        self._call_strategy(bar, out)
+        # Events the host functions emitted during the call (placements, logs).
+        if state.events:
+            out.extend(state.take_events())
         if state.outbox or state.cancels:
+            state.commit_before_send()  # the intents are durable before anything leaves
             await self.orders.send_queued(out)
-        if self.journal is not None:
-            # The bar's closing equity rides along with the next bar's transaction (or
-            # the shutdown's), which saves an fsync per bar; a crash loses one point.
-            account = state.book.account()
-            self._pending_equity = (bar.time, account.equity, account.balance)
+        state.end_bar(bar)
+        crash_point("bar-done")
         limit = self.options.max_consecutive_strategy_errors
         if limit and self._consecutive_errors >= limit:
             raise EngineFailure(
@@ -326,10 +318,24 @@ class Engine:
             )
         return out
 
-    def _flush_equity(self) -> None:
-        if self.journal is not None and self._pending_equity is not None:
-            self.journal.equity(*self._pending_equity)
-        self._pending_equity = None
+    def _arm_idle_commit(self) -> None:
+        """Commit the quiet bars of a group if no bar comes for a while (a live feed's
+        next bar may be a minute away), so a crash meanwhile takes back nothing."""
+        loop = asyncio.get_running_loop()
+        self._idle_commit = loop.call_later(self.state.group.max_seconds, self._commit_idle)
+
+    def _commit_idle(self) -> None:
+        self._idle_commit = None
+        waiting = self._waiting_task
+        if waiting is None:  # mid-bar (an await on the venue): try again later
+            if self.state.pending:
+                self._arm_idle_commit()
+            return
+        try:
+            self.state.commit()  # between bars: what is recorded is whole bars
+        except Exception as exc:  # the bar loop raises it (see run)
+            self._idle_failure = exc
+            waiting.cancel()
 
     @property
     def live(self) -> bool:
@@ -393,14 +399,16 @@ class Engine:
             self.strategy.close()
         except Exception:
             log.exception("error while closing the strategy")
-        if self.journal is not None:
-            try:
-                # A newer runner owns the journal now: this one writes nothing more.
-                with contextlib.suppress(Fenced), self.orders.transaction():
-                    self._flush_equity()
-                self.journal.close()
-            except Exception:
-                log.exception("error while closing the journal")
+        if self._idle_commit is not None:
+            self._idle_commit.cancel()
+            self._idle_commit = None
+        try:
+            # What the last bars recorded becomes durable; a runner a newer one took over,
+            # or whose disk refused, writes nothing more (the error was reported).
+            with contextlib.suppress(Fenced, StorageError, JournalError):
+                self.state.close()
+        except Exception:
+            log.exception("error while closing the session's journal")
         for close in (self.market_data.close, self.broker.close):
             try:
                 await close()

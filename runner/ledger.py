@@ -86,8 +86,9 @@ class Ledger:
         )
 
     def market_value(self, marks: dict[str, float]) -> float:
-        return sum(
-            p.quantity * marks.get(s, p.average_cost)
-            for s, p in self.positions.items()
-            if p.quantity
-        )
+        # A plain loop: the session records the equity after every bar.
+        value = 0.0
+        for symbol, p in self.positions.items():
+            if p.quantity:
+                value += p.quantity * marks.get(symbol, p.average_cost)
+        return value

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubetrade.runner.book import Book
 from kubetrade.runner.domain import Order, OrderType, RejectReason, Side
@@ -54,6 +56,22 @@ class RiskGate:
     @property
     def halted(self) -> bool:
         return self.halted_day == self.day
+
+    def state(self) -> dict[str, Any]:
+        """What the gate has learnt from the session so far; a restart restores it, so a
+        halt stays a halt and the order-rate window keeps counting."""
+        return {
+            "recent": list(self.recent),
+            "day": self.day,
+            "day_start_equity": self.day_start_equity,
+            "halted_day": self.halted_day,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.recent = deque(int(t) for t in state["recent"])
+        self.day = int(state["day"])
+        self.day_start_equity = float(state["day_start_equity"])
+        self.halted_day = int(state["halted_day"])
 
     def check(self, order: Order, book: Book, reference_price: float) -> Refusal | None:
         """Refuse the order, or accept it and count it against the rate limit."""

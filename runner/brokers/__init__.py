@@ -10,7 +10,35 @@ from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.credentials import load_credentials
 from kubetrade.runner.spec import PaperConfig, TradingSpec
 
-__all__ = ["Broker", "BrokerError", "BrokerEvent", "OrderUpdate", "create_broker"]
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "BrokerEvent",
+    "OrderUpdate",
+    "check_venue_state",
+    "create_broker",
+    "venue_state_files",
+]
+
+PAPER_VENUE_FILE = "paper-venue.db"  # the durable paper venue, in the state directory
+
+
+def venue_state_files(trading: TradingSpec, state_dir: Path) -> list[Path]:
+    """The files in which the session's venue keeps state in the state directory."""
+    return [state_dir / PAPER_VENUE_FILE] if isinstance(trading.parsed(), PaperConfig) else []
+
+
+def check_venue_state(trading: TradingSpec, state_dir: Path) -> None:
+    """Read the venue's files back without writing; BrokerError if one is unreadable.
+    Called before anything in the state directory is written."""
+    for path in venue_state_files(trading, state_dir):
+        try:
+            PaperStore.check(path)
+        except ValueError as exc:
+            raise BrokerError(
+                f"{exc}; it was left untouched. Restore it from a backup, or move the whole "
+                "state directory aside to start the session afresh"
+            ) from None
 
 
 def create_broker(
@@ -43,7 +71,7 @@ def create_broker(
             precision=precision,
             # With a state directory the paper venue is as durable as a real one.
             store=(
-                PaperStore(state_dir / "paper-venue.db", epoch=epoch)
+                PaperStore(state_dir / PAPER_VENUE_FILE, epoch=epoch)
                 if state_dir is not None
                 else None
             ),

@@ -16,6 +16,11 @@ Refusals come back as FAILED with the reason strings strategies test for.
 With a store the venue is durable: every change is written before it is
 reported, and `lookup` answers what became of an order the engine is unsure
 it ever sent (after a crash), as a real venue answers a query by client id.
+A bar on which nothing can fill changes only the venue's last price, which is
+written with its next durable step rather than at once (an fsync per bar would
+be most of a journaled replay's time); after a restart the engine shows the
+venue the last bar it processed again (`resume_market`), and bars the venue saw
+already change nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from kubetrade.runner.domain import (
     bracket_children,
 )
 from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session.storage import storage_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,7 @@ class PaperBroker:
     known: dict[str, OrderUpdate] = field(default_factory=dict)  # every order seen, latest status
     fills_of: dict[str, list[Fill]] = field(default_factory=dict)
     fill_seq: int = 0
+    _unsaved_bars: set[str] = field(default_factory=set)  # last bars not written yet
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(cash=self.initial_cash, precision=self.precision)
@@ -111,11 +118,25 @@ class PaperBroker:
             return [self._status(order, OrderStatus.CANCELLED, time, "cancelled", "")]
 
     async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
-        if self.store is None:
-            return self._on_bar(bar)  # the common replay case: no transaction to open
+        last = self.last_bar.get(bar.symbol)
+        if last is not None and bar.time <= last.time:
+            return []  # seen already: a restart showing the venue its last bar again
+        self._unsaved_bars.add(bar.symbol)  # written with the venue's next durable step
+        if self.store is None or not self._rests(bar.symbol):
+            return self._on_bar(bar)  # nothing can fill: only the last price moves
         with self._durably():
-            self.store.bar(bar)
             return self._on_bar(bar)
+
+    async def resume_market(self, bars: list[Bar]) -> list[BrokerEvent]:
+        """After a restart: the last bar the session processed, per symbol. The venue may
+        have forgotten it (quiet bars are written lazily); it prices a resent order at it."""
+        events: list[BrokerEvent] = []
+        for bar in bars:
+            events += await self.on_bar(bar)
+        return events
+
+    def _rests(self, symbol: str) -> bool:
+        return any(r.order.symbol == symbol for r in self.resting.values())
 
     def _on_bar(self, bar: Bar) -> list[BrokerEvent]:
         self.last_bar[bar.symbol] = bar
@@ -207,14 +228,20 @@ class PaperBroker:
         if store is None:
             yield
             return
-        store.begin()
         try:
-            yield
-        except BaseException:
-            store.rollback()
-            raise
-        self._save_account(store)
-        store.commit()
+            store.begin()
+            try:
+                yield
+                self._save_account(store)
+                store.commit()
+            except BaseException:
+                store.rollback()
+                raise
+        except Exception as exc:
+            problem = storage_error(exc, store.path)
+            if problem is None:
+                raise
+            raise problem from exc
 
     def _save_account(self, store: PaperStore) -> None:
         ledger = self.ledger
@@ -226,6 +253,9 @@ class PaperBroker:
         )
         for position in ledger.positions.values():
             store.position(position)
+        for symbol in self._unsaved_bars:
+            store.bar(self.last_bar[symbol])
+        self._unsaved_bars.clear()
 
     def _restore(self, store: PaperStore) -> None:
         account = store.load_account()

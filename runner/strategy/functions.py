@@ -18,7 +18,6 @@ import math
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from kubetrade.runner import aggregate
-from kubetrade.runner import events as ev
 from kubetrade.runner.domain import (
     Bar,
     Bracket,
@@ -29,8 +28,8 @@ from kubetrade.runner.domain import (
     Side,
 )
 from kubetrade.runner.indicators import IndicatorEngine, IndicatorError
+from kubetrade.runner.session import HostCallError, Session
 from kubetrade.runner.sql import SqlEngine, SqlError
-from kubetrade.runner.state import HostCallError, SessionState
 from kubetrade.runner.strategy import budget as caps
 from kubetrade.runner.strategy import wire
 from kubetrade.runner.strategy.budget import CallBudget
@@ -90,7 +89,7 @@ def _bracket(request: pb.ExecuteOrder, name: str) -> Bracket | None:
 class HostFunctions:
     """Implements the strategy API (kubetrade.runner.strategy.api.HostApi)."""
 
-    def __init__(self, state: SessionState) -> None:
+    def __init__(self, state: Session) -> None:
         self._state = state
         # The calling strategy's (WasmStrategy hands over its own); this one has no deadline.
         self.budget = CallBudget(None)
@@ -195,7 +194,7 @@ class HostFunctions:
                 f"strategy cache is full: its keys and values would hold more than "
                 f"{caps.MAX_CACHE_CHARS} characters"
             )
-        cache[key] = value
+        self._state.set_cache(key, value)
         return _EMPTY
 
     # -- trading --------------------------------------------------------------
@@ -320,7 +319,7 @@ class HostFunctions:
         ):
             if value not in enum.values():
                 raise HostCallError(f"mark has unknown {name} {value}")
-        self._state.marks.append(
+        self._state.add_mark(
             Mark(
                 symbol=data.symbol,
                 time=to_ms(data.time) if data.HasField("time") else self._state.now,
@@ -359,10 +358,8 @@ class HostFunctions:
                 f"a log line with {len(fields)} fields; a line may have {caps.MAX_LOG_FIELDS}"
             )
         self.budget.log_line(request.ByteSize())
-        self._state.events.append(
-            # (A comprehension copies a protobuf map twice as fast as dict() does.)
-            ev.StrategyLog(self._state.now, level, request.message, {k: fields[k] for k in fields})
-        )
+        # (A comprehension copies a protobuf map twice as fast as dict() does.)
+        self._state.log(level, request.message, {k: fields[k] for k in fields})
         return _EMPTY
 
     # -- helpers -----------------------------------------------------------------

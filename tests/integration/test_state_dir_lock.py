@@ -208,7 +208,7 @@ def test_a_stale_runner_sends_nothing_once_a_newer_epoch_took_the_journal(
     # A pod on another node: the flock does not reach it, so it is simulated by opening
     # the journal (a new epoch) and the venue from this process, past the lock.
     from kubetrade.runner.brokers.paper_store import PaperStore
-    from kubetrade.runner.journal import Journal
+    from kubetrade.runner.session import Journal
 
     session_file = paced_session(tmp_path)
     state = tmp_path / "state"

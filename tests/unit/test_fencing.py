@@ -15,12 +15,11 @@ from kubetrade.runner.brokers.paper import PaperBroker
 from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import Bar, Order, OrderType, Side
 from kubetrade.runner.fencing import Fenced
-from kubetrade.runner.journal import SCHEMA_VERSION, Journal, JournalError
 from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.orders import OrderRouter
-from kubetrade.runner.recovery import restore_state
 from kubetrade.runner.risk import RiskGate, RiskLimits
-from kubetrade.runner.state import SessionState
+from kubetrade.runner.session import Journal, JournalError, JournalReader, Session
+from kubetrade.runner.session.schema import SCHEMA_VERSION
 
 T0 = 1_704_067_200_000
 
@@ -42,22 +41,26 @@ def tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
 def test_a_stale_journal_writes_nothing_once_a_newer_epoch_opened_it(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     stale = Journal.open(path, session="s")
-    with stale.transaction():
-        stale.order_intent(order("kt-1-1"))
+    stale.record_order(order("kt-1-1"), sent=False, cancel=False)
+    stale.commit_records()
     newer = Journal.open(path, session="s")
     assert (stale.epoch, newer.epoch) == (1, 2)
-    with pytest.raises(Fenced) as fenced, stale.transaction():
-        stale.order_intent(order("kt-1-2"))  # never reached
+    stale.record_order(order("kt-1-2"), sent=False, cancel=False)
+    with pytest.raises(Fenced) as fenced:
+        stale.commit_records()
     message = str(fenced.value)
     assert str(path) in message and "epoch 2" in message and "epoch 1" in message
     assert stale.fenced
     with pytest.raises(Fenced):
-        stale.fence()  # the check on its own, as before a resend
+        stale.check_epoch()  # the check on its own, as before a resend
     stale.close()  # no checkpoint, no error
     assert [o.client_order_id for o in newer.snapshot().orders] == ["kt-1-1"]
-    with newer.transaction():
-        newer.order_intent(order("kt-2-1"))
+    newer.record_order(order("kt-2-1"), sent=False, cancel=False)
+    newer.commit_records()
     newer.close()
+    reader = JournalReader.open(path)
+    assert [o.client_order_id for o in reader.snapshot().orders] == ["kt-1-1", "kt-2-1"]
+    reader.close()
 
 
 def _open_journal(path: str, start: multiprocessing.synchronize.Barrier) -> None:
@@ -108,22 +111,22 @@ async def test_a_stale_paper_venue_client_is_refused_and_changes_nothing(tmp_pat
 async def test_an_unsent_order_is_not_resent_by_a_stale_runner(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     first = Journal.open(path, session="s")
-    with first.transaction():
-        first.order_intent(order("kt-1-1"))  # journaled, then the runner died unsent
-    first.close()
+    first.record_order(order("kt-1-1"), sent=False, cancel=False)  # journaled, then ...
+    first.record_cursor("BTC", T0)
+    first.commit_records()
+    first.close()  # ... the runner died before sending it
     stale = Journal.open(path, session="s")  # epoch 2 restores ...
-    state = SessionState.create(
+    session = Session.create(
         session="s", symbols=("BTC",), initial_cash=10_000, window_size=10, precision=8,
-        risk=RiskGate(limits=RiskLimits(), symbols=frozenset({"BTC"})),
+        risk=RiskGate(limits=RiskLimits(), symbols=frozenset({"BTC"})), journal=stale,
     )  # fmt: skip
-    snapshot = stale.snapshot()
-    restore_state(state, snapshot)
+    assert session.restore() is not None
     broker = PaperBroker(initial_cash=10_000)
     await broker.on_bar(bar(0))
     Journal.open(path, session="s").close()  # ... while epoch 3 has already started
-    router = OrderRouter(state=state, broker=broker, metrics=SessionMetrics("s"), journal=stale)
+    router = OrderRouter(session=session, broker=broker, metrics=SessionMetrics("s"))
     with pytest.raises(Fenced):
-        await router.resolve_open(snapshot.unsent)
+        await router.resolve_open()
     assert broker.known == {}  # the venue never saw it
     stale.close()
 
@@ -131,18 +134,19 @@ async def test_an_unsent_order_is_not_resent_by_a_stale_runner(tmp_path: Path) -
 def test_a_report_reads_without_writing_and_refuses_an_old_schema(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     journal = Journal.open(path, session="s")
-    with journal.transaction():
-        journal.order_intent(order("kt-1-1"))
+    journal.record_order(order("kt-1-1"), sent=False, cancel=False)
+    journal.commit_records()
     journal.close()
     digest, mtime = hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
-    reader = Journal.open_existing(path)
+    reader = JournalReader.open(path)
     assert [o.client_order_id for o in reader.snapshot().orders] == ["kt-1-1"]
     reader.close()
     assert (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns) == (
         digest,
         mtime,
     )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.db"]  # no WAL made either
     with closing(sqlite3.connect(path)) as db:
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION - 1}")
     with pytest.raises(JournalError, match="older than this kubetrade"):
-        Journal.open_existing(path)
+        JournalReader.open(path)

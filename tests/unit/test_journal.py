@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from kubetrade.runner.domain import Fill, Mark, Order, OrderStatus, OrderType, Side
-from kubetrade.runner.journal import Journal, JournalError
+from kubetrade.runner.domain import (
+    Fill,
+    Mark,
+    Order,
+    OrderStatus,
+    OrderType,
+    RejectReason,
+    Side,
+)
+from kubetrade.runner.session import Journal, JournalError
+from kubetrade.runner.session.schema import (
+    APPLICATION_ID,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    statements,
+)
 
 T0 = 1_704_067_200_000
 
@@ -26,22 +41,23 @@ def test_state_survives_reopening_and_each_open_is_a_new_epoch(tmp_path: Path) -
     path = tmp_path / "journal.db"
     j = Journal.open(path, session="s1")
     assert j.epoch == 1
-    with j.transaction():
-        j.order_intent(order("a"))
-        j.order_intent(order("b"))
-        j.order_sent("a")
-        j.cursor("BTC", T0)
-        j.cache("k", "v1")
-    with j.transaction():
-        filled = order("a", OrderStatus.FILLED)
-        filled.filled_quantity, filled.average_price, filled.fee = 1.5, 100.0, 0.15
-        j.order_update(filled)
-        j.fill(Fill("f1", "a", "BTC", Side.BUY, 1.5, 100.0, 0.15, T0 + 60_000))
-        j.fill(Fill("f1", "a", "BTC", Side.BUY, 1.5, 100.0, 0.15, T0 + 60_000))  # a repeat
-        j.cursor("BTC", T0 + 60_000)
-        j.cache("k", "v2")
-        j.mark(Mark("BTC", T0, "red", "MARK_SHAPE_CIRCLE", "t", "m", "c", "SIGNAL", "INFO"))
-        j.log(T0, "info", "hello", {"a": "1"})
+    a = order("a")
+    j.record_order(a, sent=False, cancel=False)
+    j.record_order(order("b"), sent=False, cancel=False)
+    j.record_order(a, sent=True, cancel=False)
+    j.record_cursor("BTC", T0)
+    j.record_cache("k", "v1")
+    assert j.commit_records()
+    a.status = OrderStatus.FILLED
+    a.filled_quantity, a.average_price, a.fee = 1.5, 100.0, 0.15
+    j.record_order(a, sent=True, cancel=False)
+    j.record_fill(Fill("f1", "a", "BTC", Side.BUY, 1.5, 100.0, 0.15, T0 + 60_000))
+    j.record_cursor("BTC", T0 + 60_000)
+    j.record_cache("k", "v2")
+    j.record_mark(Mark("BTC", T0, "red", "MARK_SHAPE_CIRCLE", "t", "m", "c", "SIGNAL", "INFO"))
+    j.record_log(T0, "info", "hello", {"a": "1"})
+    assert j.commit_records()
+    assert not j.commit_records()  # nothing new: no transaction at all
     j.close()
 
     j2 = Journal.open(path, session="s1")
@@ -64,26 +80,24 @@ def test_state_survives_reopening_and_each_open_is_a_new_epoch(tmp_path: Path) -
     j2.close()
 
 
-def test_an_interrupted_transaction_leaves_nothing_behind(tmp_path: Path) -> None:
-    j = Journal.open(tmp_path / "j.db", session="s")
-
-    def half_written() -> None:
-        with j.transaction():
-            j.order_intent(order("a"))
-            raise RuntimeError("crash between writes")
-
-    with pytest.raises(RuntimeError):
-        half_written()
-    assert j.snapshot().orders == []
-    j.close()
+def test_records_not_committed_are_not_in_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    j = Journal.open(path, session="s")
+    j.record_order(order("a"), sent=False, cancel=False)
+    j.record_cursor("BTC", T0)
+    j._db.close()  # the process dies before the commit (no close: no checkpoint either)
+    j2 = Journal.open(path, session="s")
+    snap = j2.snapshot()
+    assert (snap.orders, snap.cursor, j2.epoch) == ([], {}, 2)
+    j2.close()
 
 
 def test_corrupt_journal_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     j = Journal.open(path, session="s")
-    with j.transaction():
-        for i in range(200):
-            j.order_intent(order(f"o{i}"))
+    for i in range(200):
+        j.record_order(order(f"o{i}"), sent=False, cancel=False)
+    j.commit_records()
     j.close()
     data = bytearray(path.read_bytes())
     for page in range(2, len(data) // 4096):  # scribble over every b-tree page header
@@ -99,9 +113,9 @@ def test_corrupt_journal_is_refused_and_left_untouched(tmp_path: Path) -> None:
 def test_truncated_journal_is_refused_and_left_untouched(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     j = Journal.open(path, session="s")
-    with j.transaction():
-        for i in range(200):
-            j.order_intent(order(f"o{i}"))
+    for i in range(200):
+        j.record_order(order(f"o{i}"), sent=False, cancel=False)
+    j.commit_records()
     j.close()
     path.write_bytes(path.read_bytes()[: 4096 * 2 + 17])
     before = digest(path)
@@ -148,32 +162,96 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_a_fee_taken_in_coins_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     j = Journal.open(path, session="s")
-    with j.transaction():
-        j.fill(Fill("f1", "a", "BTC", Side.BUY, 1.0, 100.0, 0.1, T0, fee_base=0.001))
+    j.record_fill(Fill("f1", "a", "BTC", Side.BUY, 1.0, 100.0, 0.1, T0, fee_base=0.001))
+    j.commit_records()
     j.close()
     j2 = Journal.open(path, session="s")
     assert [(f.fee, f.fee_base) for f in j2.snapshot().fills] == [(0.1, 0.001)]
     j2.close()
 
 
-def test_a_version_3_journal_is_migrated_and_its_fills_paid_cash(tmp_path: Path) -> None:
-    # A journal written before fills knew fee_base: the column is added, its fills read 0.
-    path = tmp_path / "journal.db"
-    Journal.open(path, session="s").close()
-    db = sqlite3.connect(path)
-    db.execute("ALTER TABLE fills DROP COLUMN fee_base")
+def old_journal(path: Path, version: int, session: str = "s") -> None:
+    """A journal as a kubetrade of schema `version` left it: no checksums yet."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    for script in MIGRATIONS[:version]:
+        for statement in statements(script):
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version={version}")
+    db.executemany("INSERT INTO session VALUES (?, ?)", [("session", session), ("epoch", "3")])
     db.execute(
-        "INSERT INTO fills VALUES ('f1', 1, 'a', 'BTC', 'BUY', 1.0, 100.0, 0.1, ?, 0.0)", (T0,)
+        "INSERT INTO orders (client_order_id, seq, symbol, side, order_type, quantity, price, "
+        "time, strategy_name, reason, message, strategy_order_id, position_type, status, sent, "
+        "filled_quantity, average_price, fee, updated) VALUES "
+        "('a', 1, 'BTC', 'BUY', 'MARKET', 1.0, 100.0, ?, 's', 'strategy', '', '', 'LONG', "
+        "'FILLED', 1, 1.0, 100.0, 0.1, ?)",
+        (T0, T0),
     )
-    db.execute("PRAGMA user_version=3")
-    db.commit()
+    db.execute(
+        "INSERT INTO fills (fill_id, seq, client_order_id, symbol, side, quantity, price, fee, "
+        "time, realized_pnl) VALUES ('f1', 1, 'a', 'BTC', 'BUY', 1.0, 100.0, 0.1, ?, 0.0)",
+        (T0,),
+    )
+    db.execute("INSERT INTO cursor VALUES ('BTC', ?)", (T0,))
+    if version >= 2:
+        db.execute("INSERT INTO equity VALUES (?, 9999.9, 9899.9)", (T0,))
     db.close()
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_old_journal_is_checked_then_upgraded_with_checksums(
+    tmp_path: Path, version: int
+) -> None:
+    # Written before fills knew fee_base (v3) or before rows had checksums (v4).
+    path = tmp_path / "journal.db"
+    old_journal(path, version)
     j = Journal.open(path, session="s")
+    assert j.epoch == 4
     [old] = j.snapshot().fills
     assert (old.fill_id, old.fee, old.fee_base) == ("f1", 0.1, 0.0)
-    with j.transaction():
-        j.fill(Fill("f2", "a", "BTC", Side.BUY, 1.0, 100.0, 0.1, T0 + 1, fee_base=0.001))
-    assert [f.fee_base for f in j.snapshot().fills] == [0.0, 0.001]
+    j.record_fill(Fill("f2", "a", "BTC", Side.BUY, 1.0, 100.0, 0.1, T0 + 1, fee_base=0.001))
+    j.commit_records()
     j.close()
-    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == 4
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    j = Journal.open(path, session="s")  # every row now passes its checksum
+    assert [f.fee_base for f in j.snapshot().fills] == [0.0, 0.001]
+    assert j.snapshot().last_equity_time == T0
+    j.close()
+    db = sqlite3.connect(path)  # and a changed row no longer does
+    db.execute("UPDATE fills SET price=100.5 WHERE fill_id='f1'")
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match="table fills, the row with fill_id 'f1' fails its"):
+        Journal.open(path, session="s")
+
+
+def test_an_old_journal_with_a_bad_row_is_refused_and_not_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    old_journal(path, 4)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE orders SET side='SIDEWAYS'")
+    db.commit()
+    db.close()
+    before = digest(path)
+    with pytest.raises(JournalError, match="table orders, the row with client_order_id 'a'"):
+        Journal.open(path, session="s")
+    assert digest(path) == before
+
+
+def test_values_read_back_pass_their_checksums_whatever_their_python_type(tmp_path: Path) -> None:
+    # A reason that is a StrEnum, an int quantity, a NaN a strategy sent, -0.0: each is
+    # stored so that the row reads back with the checksum it was written with.
+    path = tmp_path / "journal.db"
+    j = Journal.open(path, session="s")
+    refused = Order("r", "BTC", Side.BUY, OrderType.LIMIT, math.nan, 3, T0, "s")
+    refused.status, refused.reason = OrderStatus.REJECTED, RejectReason.INVALID_QUANTITY
+    j.record_order(refused, sent=False, cancel=False)
+    j.record_fill(Fill("f", "a", "BTC", Side.SELL, 1.0, 100.0, -0.0, T0, realized_pnl=-0.0))
+    j.record_equity(T0, 10_000, -0.0)
+    j.commit_records()
+    j.close()
+    j = Journal.open(path, session="s")
+    [order] = j.snapshot().orders
+    assert math.isnan(order.quantity) and (order.price, order.reason) == (3.0, "invalid_quantity")
+    assert [(f.fee, f.realized_pnl) for f in j.snapshot().fills] == [(0.0, 0.0)]
+    j.close()
