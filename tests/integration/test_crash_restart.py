@@ -1,10 +1,12 @@
 """Kill the runner with SIGKILL again and again; the final journal equals an uninterrupted run's.
 
-Kills land at exact crash points (after a bar's decisions are journaled, between
+Kills land at exact crash points (after a commit of the journal, between
 journaling an order and sending it, between the venue's answer and journaling
-it) and at random instants from outside. Each time the runner restarts from its
-state directory. At the end the orders, fills, cursor, positions and cash must
-be what a run that was never killed produced, with no order sent twice.
+it, in the middle of a group of bars not committed yet) and at random instants
+from outside. Each time the runner restarts from its state directory. At the
+end the orders, fills, cursor, positions, cash, the equity after every bar, the
+strategy's log and the risk gate's state must be what a run that was never
+killed produced, with no order sent twice.
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ def journal_rows(state: Path) -> dict[str, list[tuple[object, ...]]]:
                 "round(realized_pnl, 9) FROM fills ORDER BY seq"
             ).fetchall(),
             "cursor": db.execute("SELECT symbol, time FROM cursor").fetchall(),
+            "equity": db.execute(
+                "SELECT time, round(equity, 9), round(cash, 9) FROM equity ORDER BY time"
+            ).fetchall(),
+            "logs": db.execute(
+                "SELECT time, level, message, fields FROM logs ORDER BY seq"
+            ).fetchall(),
+            "risk": db.execute("SELECT value FROM session WHERE key='risk'").fetchall(),
             "venue_account": venue.execute(
                 "SELECT key, round(value, 6) FROM account WHERE key != 'fill_seq' ORDER BY key"
             ).fetchall(),
@@ -110,6 +119,7 @@ def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path
     plans = ["before-send:1", "after-send:1"] * 5 + [
         f"bar-journaled:{rng.randint(2, 9)}" for _ in range(8)
     ]
+    plans += [f"bar-done:{rng.randint(2, 12)}" for _ in range(4)]  # inside a group
     rng.shuffle(plans)
     plans += ["external"] * 6  # SIGKILL from outside at a random instant
     crashed = tmp_path / "crashed"
@@ -132,6 +142,7 @@ def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path
     assert proc.returncode == 0, err
 
     assert journal_rows(crashed) == expected
+    assert len(expected["equity"]) == BARS  # a point for every bar
     db = sqlite3.connect(crashed / "journal.db")
     venue = sqlite3.connect(crashed / "paper-venue.db")
     ids = [row[0] for row in db.execute("SELECT client_order_id FROM orders")]
@@ -225,3 +236,22 @@ def test_a_real_venue_sees_each_order_exactly_once_across_kills(tmp_path: Path) 
     journaled = [row[0] for row in db.execute("SELECT client_order_id FROM orders ORDER BY seq")]
     assert journaled == ids  # every order the venue has is journaled, in the same order
     assert db.execute("SELECT count(*) FROM fills").fetchone()[0] == trades
+
+
+def test_a_report_on_a_killed_runners_directory_writes_nothing(tmp_path: Path) -> None:
+    # A report reads the journal over a read-only connection: it neither checkpoints the
+    # WAL the dead runner left nor moves the journal's change counter.
+    state = tmp_path / "state"
+    proc = start(session(tmp_path), state, crash_at="bar-journaled:4")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert (state / "journal.db-wal").stat().st_size > 0
+    before = {p.name: p.read_bytes() for p in state.iterdir() if not p.name.endswith("-shm")}
+    report = subprocess.run(
+        [str(KUBETRADE), "report", "--json", str(state)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONSAFEPATH": "1"}, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    after = {p.name: p.read_bytes() for p in state.iterdir() if not p.name.endswith("-shm")}
+    assert after == before  # journal.db (its change counter at byte 24 too) and its WAL
