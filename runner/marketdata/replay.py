@@ -55,7 +55,7 @@ from kubetrade.runner.excerpt import excerpt
 from kubetrade.runner.marketdata.base import MarketDataError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 
 __all__ = ["YIELD_EVERY", "Pacer", "ReplayProvider", "check_speed", "interval_text"]
 
@@ -97,17 +97,22 @@ class Pacer:
     The bar stamped t is released at origin + (t - first bar time) / N seconds, the
     origin being the loop time of the first bar: every wait is computed from that one
     reference, so rounding in one sleep never accumulates into drift. Bars that share a
-    time are released together. Setting `closed` cuts a pending wait short.
+    time are released together. Setting `closed` cuts a pending wait short. Bars up to
+    `skip_until` were processed before a restart: they are released at once, and the
+    pacing starts at the first bar after them.
     An unpaced stream needs no Pacer: it only calls `asyncio.sleep(0)` every YIELD_EVERY
     bars, inline, because a coroutine call per bar would be its largest cost.
     """
 
     speed: float
     closed: asyncio.Event
+    skip_until: int | None = None
     _origin: tuple[int, float] | None = None  # (bar time, loop time) of the first bar
     _last_time: int | None = None
 
     async def wait(self, bar_time: int) -> None:
+        if self.skip_until is not None and bar_time <= self.skip_until:
+            return  # processed before a restart: its wait is over
         if bar_time == self._last_time:
             return  # same bar time as the previous bar: released together
         self._last_time = bar_time
@@ -210,6 +215,7 @@ class ReplayProvider:
         self._loop = loop
         self._warmup = start_after_warmup
         self._closed = asyncio.Event()
+        self._resume_until: int | None = None
         loaded = _load(path, fmt=fmt, symbols=self._symbols, interval_ms=interval_ms)
         self._bars = loaded.by_symbol
         self._times = loaded.times
@@ -227,6 +233,11 @@ class ReplayProvider:
         self._streamed = streamed
         # One loop pass later starts one interval after this pass's last bar.
         self._pass_span = streamed[-1].time - streamed[0].time + interval_ms
+
+    def resume_after(self, cursor: Mapping[str, int]) -> None:
+        """After a restart: per symbol, the last bar processed before it. A paced stream
+        passes over those bars at once instead of waiting through them again."""
+        self._resume_until = max(cursor.values(), default=None)
 
     def stream_start(self, symbol: str) -> int:
         """The time of `symbol`'s first streamed bar: where its warm-up history ends."""
@@ -249,7 +260,9 @@ class ReplayProvider:
         return bars
 
     async def stream(self) -> AsyncIterator[Bar]:
-        pacer = Pacer(speed=self._speed, closed=self._closed) if self._speed > 0 else None
+        pacer = None
+        if self._speed > 0:
+            pacer = Pacer(speed=self._speed, closed=self._closed, skip_until=self._resume_until)
         closed = self._closed
         countdown = YIELD_EVERY
         shift = 0

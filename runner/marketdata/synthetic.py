@@ -40,7 +40,7 @@ from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.replay import YIELD_EVERY, Pacer, check_speed
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 
 __all__ = ["SyntheticProvider"]
 
@@ -165,6 +165,7 @@ class SyntheticProvider:
         self._bars = bars
         self._speed = check_speed(speed)
         self._closed = asyncio.Event()
+        self._resume_until: int | None = None
         self._history: dict[str, tuple[_Walk, list[Bar]]] = {}  # backward bars, newest first
 
     def _walk(self, symbol: str, purpose: str) -> _Walk:
@@ -224,8 +225,15 @@ class SyntheticProvider:
             close = bar.open
         return bars
 
+    def resume_after(self, cursor: Mapping[str, int]) -> None:
+        """After a restart: per symbol, the last bar processed before it. A paced stream
+        passes over those bars at once instead of waiting through them again."""
+        self._resume_until = max(cursor.values(), default=None)
+
     async def stream(self) -> AsyncIterator[Bar]:
-        pacer = Pacer(speed=self._speed, closed=self._closed) if self._speed > 0 else None
+        pacer = None
+        if self._speed > 0:
+            pacer = Pacer(speed=self._speed, closed=self._closed, skip_until=self._resume_until)
         closed = self._closed
         countdown = YIELD_EVERY
         for bar in self._generate():

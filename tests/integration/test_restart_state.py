@@ -1,6 +1,6 @@
 """Everything a restart needs comes back from the journal: the risk gate's state, the
-equity curve, the strategy's cache; and bars of a group not yet due are committed
-while the engine waits for a slow feed's next bar.
+equity curve, the strategy's cache; and a paced replay does not wait through the
+bars it already processed.
 
 A session stopped every few bars (a clean stop, as on SIGTERM or a rolled pod)
 and started again from its state directory must decide exactly as one that ran
@@ -82,6 +82,16 @@ async def test_a_restarted_session_decides_as_one_that_ran_through(tmp_path: Pat
     for _ in range(BARS // 35 + 1):  # a clean stop every 35 bars
         await run(session_file, stopped, max_bars=35)
     assert journal(stopped) == expected
+
+
+async def test_a_paced_replay_skips_what_it_processed_before_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    await run(session(tmp_path), state, max_bars=BARS - 1)  # all but the last bar
+    # The same session paced at real time: waiting through the processed bars again would
+    # take 239 minutes; resumed, only the last bar is left, and the first is not waited for.
+    summary = await asyncio.wait_for(run(session(tmp_path, speed=1), state), timeout=60)
+    assert summary.bars == 1
+    assert journal(state)["cursor"] == [("ACME", T0 + (BARS - 1) * 60_000)]
 
 
 async def test_quiet_bars_are_committed_while_the_next_bar_is_awaited(tmp_path: Path) -> None:
