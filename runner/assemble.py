@@ -146,7 +146,7 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         precision=spec.engine.decimal_precision,
         journal=journal,
     )
-    functions = HostFunctions(state)
+    functions = HostFunctions(state, indicators=spec.engine.indicators)
     limits = SandboxLimits(
         max_memory_bytes=spec.engine.strategy_memory_limit_mib * 1024 * 1024,
         call_timeout_s=spec.engine.strategy_call_timeout_seconds,

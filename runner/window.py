@@ -51,6 +51,16 @@ class Window:
         first = max(bisect_left(s.times, start), len(s.times) - self.size)
         return s.bars[first : bisect_right(s.times, end)]
 
+    def tail(self, symbol: str, end: int, count: int) -> list[Bar]:
+        """The last `count` bars of `symbol` with time <= end (fewer if the window holds
+        fewer), oldest first: an argo-trading indicator's lookback, without copying the window."""
+        s = self.series.get(symbol)
+        if s is None:
+            return []
+        times = s.times
+        stop = len(times) if times and times[-1] <= end else bisect_right(times, end)
+        return s.bars[max(stop - count, len(times) - self.size, 0) : stop]
+
     def count(self, start: int, end: int) -> int:
         """Bars of all symbols with start <= time <= end."""
         total = 0

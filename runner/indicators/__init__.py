@@ -1,12 +1,20 @@
 """Technical indicators for configure_indicator / get_signal.
 
-One module per family (momentum, trend, volatility, composite) holds each
-indicator's formula and its IndicatorSpec; the registry maps the ABI's
-IndicatorType numbers to specs; the engine keeps per-session state.
+Two sets of definitions, chosen per session (spec.engine.indicators):
+`argo` (the default; argo.py) computes what argo-trading's backtest computes
+for the nine indicators argo defines, so a strategy tuned there trades the
+same here; `talib` follows TA-Lib. One module per family (momentum, trend,
+volatility, composite) holds the TA-Lib-style formula and IndicatorSpec of
+each indicator, which also serve the indicators argo does not define
+(Stochastic, ADX, CCI, AO, Range Filter) under either setting. The registry
+maps the ABI's IndicatorType numbers to specs; the engine keeps per-session
+state.
 
 Config is a JSON array read by position; missing or null entries take the
-default, periods may be written 14 or 14.0. RawValue is a JSON object with
-exactly these keys. Formulas follow TA-Lib unless noted.
+default, periods may be written 14 or 14.0 (argo-trading itself refuses a
+period sent as a JSON number for most indicators: Go decodes it as a float).
+RawValue is a JSON object with exactly these keys (argo's definitions write
+them as Go does: sorted, numbers in Go's format).
 
 =====================  ============================================  ==============================
 indicator              Config (defaults)                             RawValue keys
@@ -37,14 +45,30 @@ above zero are BUY_LONG, below SELL_SHORT; Bollinger: close below the lower
 band BUY_LONG, above the upper SELL_LONG; Range Filter: rising BUY_LONG,
 falling SELL_SHORT; ADX at or above its threshold follows the larger of +DI
 (BUY_LONG) and -DI (SELL_SHORT); EMA, MA and ATR only report values
-(NO_ACTION). Otherwise NO_ACTION. Until an indicator has enough bars it
-answers WAIT with every key null and the reason saying what it needs. The
+(NO_ACTION). Otherwise NO_ACTION. Until an indicator has enough bars the
+call fails, naming what it needs, as argo-trading's does (argo's Bollinger
+Bands alone answer NO_ACTION with a null RawValue meanwhile). The
 Bollinger lookback (Go duration text, or nanoseconds as Go marshals a
 time.Duration) bounds how old its bars may be.
 """
 
-from kubetrade.runner.indicators.base import IndicatorError, IndicatorType, SignalType
-from kubetrade.runner.indicators.engine import IndicatorEngine, Reading
+from kubetrade.runner.indicators.base import (
+    IndicatorError,
+    IndicatorType,
+    InsufficientData,
+    Reading,
+    SignalType,
+)
+from kubetrade.runner.indicators.engine import Definitions, IndicatorEngine
 from kubetrade.runner.indicators.registry import SPECS
 
-__all__ = ["SPECS", "IndicatorEngine", "IndicatorError", "IndicatorType", "Reading", "SignalType"]
+__all__ = [
+    "SPECS",
+    "Definitions",
+    "IndicatorEngine",
+    "IndicatorError",
+    "IndicatorType",
+    "InsufficientData",
+    "Reading",
+    "SignalType",
+]

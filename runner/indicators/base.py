@@ -24,6 +24,14 @@ class IndicatorError(Exception):
     """A bad indicator request (unknown indicator, malformed config); traps the call."""
 
 
+class InsufficientData(IndicatorError):
+    """The indicator lacks history for this bar; traps the call, as argo-trading's host does.
+
+    An answer instead (WAIT with null values) would reach a Go strategy as zeros,
+    which it would act on.
+    """
+
+
 class IndicatorType(IntEnum):
     """The ABI's IndicatorType numbers (strategy.proto); a test checks they match."""
 
@@ -55,6 +63,16 @@ class SignalType(IntEnum):
     CLOSE_POSITION = 5
     WAIT = 6
     ABORT = 7
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One indicator's answer for one symbol at one bar."""
+
+    signal: SignalType
+    name: str
+    reason: str
+    raw_value: str  # the GetSignalResponse.rawValue text: a JSON object, or null
 
 
 Values = dict[str, float]

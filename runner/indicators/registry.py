@@ -1,10 +1,16 @@
-"""Which indicator types this runner implements, keyed by the ABI's IndicatorType."""
+"""Which definitions answer each ABI IndicatorType, under each spec.engine.indicators setting."""
 
 from __future__ import annotations
 
-from kubetrade.runner.indicators import composite, momentum, trend, volatility
-from kubetrade.runner.indicators.base import IndicatorError, IndicatorSpec, IndicatorType
+from typing import Literal
 
+from kubetrade.runner.indicators import composite, momentum, trend, volatility
+from kubetrade.runner.indicators.argo import ARGO, ArgoSpec
+from kubetrade.runner.indicators.base import IndicatorSpec, IndicatorType
+
+__all__ = ["SPECS", "specs"]
+
+# TA-Lib's definitions, and kubetrade's own for what neither TA-Lib nor argo defines.
 SPECS: dict[IndicatorType, IndicatorSpec] = {
     spec.kind: spec
     for spec in (
@@ -26,14 +32,11 @@ SPECS: dict[IndicatorType, IndicatorSpec] = {
 }
 
 
-def spec_for(kind: int) -> IndicatorSpec:
-    """The spec of an ABI indicator number; IndicatorError names what is not supported."""
-    try:
-        member = IndicatorType(kind)
-    except ValueError:
-        raise IndicatorError(f"unknown indicator type {kind}") from None
-    spec = SPECS.get(member)
-    if spec is None:
-        # argo-trading declares TREND_STRENGTH but defines no formula for it.
-        raise IndicatorError(f"indicator INDICATOR_{member.name} is not supported")
-    return spec
+def specs(definitions: Literal["argo", "talib"]) -> dict[IndicatorType, IndicatorSpec | ArgoSpec]:
+    """The spec of every supported indicator. argo-trading's backtest answers only for the
+    indicators of argo.py (its Stochastic, ADX, CCI and AO have no formula, its Range
+    Filter is not registered): the others keep kubetrade's definitions either way."""
+    chosen: dict[IndicatorType, IndicatorSpec | ArgoSpec] = dict(SPECS)
+    if definitions == "argo":
+        chosen.update(ARGO)
+    return chosen

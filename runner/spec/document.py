@@ -277,6 +277,12 @@ class EngineSpec(Model):
         le=1_000_000,
         description="Stop the session after this many strategy errors in a row; 0 never stops.",
     )
+    indicators: Literal["argo", "talib"] = Field(
+        default="argo",
+        description="Whose definitions the strategy's indicators (get_signal) follow: argo"
+        " (argo-trading's, so a strategy tuned in its backtest trades the same) or talib"
+        " (TA-Lib's). See strategies/README.md.",
+    )
 
 
 class ResourcesSpec(Model):

@@ -27,7 +27,7 @@ from kubetrade.runner.domain import (
     OrderType,
     Side,
 )
-from kubetrade.runner.indicators import IndicatorEngine, IndicatorError
+from kubetrade.runner.indicators import Definitions, IndicatorEngine, IndicatorError
 from kubetrade.runner.session import HostCallError, Session
 from kubetrade.runner.sql import SqlEngine, SqlError
 from kubetrade.runner.strategy import budget as caps
@@ -89,11 +89,12 @@ def _bracket(request: pb.ExecuteOrder, name: str) -> Bracket | None:
 class HostFunctions:
     """Implements the strategy API (kubetrade.runner.strategy.api.HostApi)."""
 
-    def __init__(self, state: Session) -> None:
+    def __init__(self, state: Session, *, indicators: Definitions = "argo") -> None:
         self._state = state
         # The calling strategy's (WasmStrategy hands over its own); this one has no deadline.
         self.budget = CallBudget(None)
-        self._indicators = IndicatorEngine(state.window)  # indicator settings and state
+        # Indicator settings and state; `indicators` is spec.engine.indicators.
+        self._indicators = IndicatorEngine(state.window, indicators)
         self._sql = SqlEngine(state.window)  # DuckDB, opened on the first execute_sql
 
     # -- market data window -------------------------------------------------

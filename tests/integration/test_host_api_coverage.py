@@ -1,15 +1,17 @@
 """Every host function of the ABI, called by the compiled apicheck strategy through the engine.
 
 strategies/testdata/apicheck reports through `log` what each host function
-answered (its script is in the comment at the top of its main.go); the
-expected values here are worked out independently from the bars this module
-writes: aggregations and SQL answers by plain Python, indicator values by
-TA-Lib, fills and PnL from the paper broker's rules (market orders fill at the
-bar's close, fee 10 bps, average-cost PnL). Its "errors" mode makes one
-failing host call per even bar: each must trap that call with a StrategyError
-naming the host function and the reason, while the same instance serves the
-next bar. Finally the faulty strategy exhausts a small memory cap: the sandbox
-stops it, the engine restarts it and the later bars are processed.
+answered (its script is in the comment at the top of its main.go); the expected
+values here are worked out independently from the bars this module writes:
+aggregations and SQL answers by plain Python, indicator values by argo-
+trading's definitions restated here (the default) and by TA-Lib (with
+spec.engine.indicators: talib), fills and PnL from the paper broker's rules
+(market orders fill at the bar's close, fee 10 bps, average-cost PnL). Its
+"errors" mode makes one failing host call per even bar: each must trap that
+call with a StrategyError naming the host function and the reason, while the
+same instance serves the next bar. Finally the faulty strategy exhausts a small
+memory cap: the sandbox stops it, the engine restarts it and the later bars are
+processed.
 """
 
 from __future__ import annotations
@@ -163,6 +165,19 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> Session:
 @pytest.fixture(scope="module")
 def checks(script: Session) -> dict[str, dict[str, str]]:
     return script.checks()
+
+
+@pytest.fixture(scope="module")
+def talib_checks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    directory = tmp_path_factory.mktemp("talib")
+    return run_session(
+        directory,
+        wasm=APICHECK_WASM,
+        data=write_csv(directory / "bars.csv", both_symbols()),
+        config="{symbol: BTC}",
+        symbols="BTC, ETH",
+        engine="indicators: talib",
+    ).checks()
 
 
 def num(fields: dict[str, str], key: str) -> float:
@@ -356,7 +371,8 @@ def test_execute_sql_binds_parameters(checks: dict[str, dict[str, str]]) -> None
 
 # -- indicators -------------------------------------------------------------------------------
 
-# The script's indicators: step name -> (ABI name, GetSignalResponse.name, RawValue keys).
+# The script's indicators: step name -> (ABI name, GetSignalResponse.name, RawValue keys
+# under TA-Lib's definitions; argo-trading's are Go's encoding/json of a map: sorted).
 INDICATORS = {
     "rsi": ("INDICATOR_RSI", "rsi", ("rsi",)),
     "ma": ("INDICATOR_MA", "ma", ("ma",)),
@@ -366,6 +382,35 @@ INDICATORS = {
     "atr": ("INDICATOR_ATR", "atr", ("atr",)),
     "wr": ("INDICATOR_WILLIAMS_R", "williams_r", ("wr",)),  # never configured: defaults
 }
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def argo_reference(name: str, bars: Sequence[Bar]) -> dict[str, float]:
+    """argo-trading's value on the last of `bars`, with the script's configs, restated
+    from its source: RSI of plain mean gains and losses, EMA, MACD and ATR of simple
+    means of closes, the population deviation for the bands."""
+    c = [b.close for b in bars]
+    if name == "rsi":
+        changes = [b - a for a, b in zip(c[-15:-1], c[-14:], strict=True)]
+        gain = mean([max(x, 0.0) for x in changes])
+        loss = mean([max(-x, 0.0) for x in changes])
+        return {"rsi": 100.0 if loss == 0 else 100 - 100 / (1 + gain / loss)}
+    if name in ("ma", "ema"):
+        return {name: mean(c[-10:])}
+    if name == "macd":
+        return {"macd": mean(c[-12:]) - mean(c[-26:])}
+    if name == "bbands":
+        middle = mean(c[-20:])
+        width = 2.0 * math.sqrt(mean([(x - middle) ** 2 for x in c[-20:]]))
+        return {"lower": middle - width, "middle": middle, "upper": middle + width}
+    if name == "atr":
+        return {"atr": mean(c[-14:])}
+    assert name == "wr"
+    high, low = max(b.high for b in bars[-14:]), min(b.low for b in bars[-14:])
+    return {"wr": (high - c[-1]) / (high - low) * -100}
 
 
 def reference(name: str, bars: Sequence[Bar]) -> dict[str, float]:
@@ -410,9 +455,27 @@ def expected_signal(name: str, values: dict[str, float], close: float) -> str:
 
 @pytest.mark.parametrize("bar", [40, 41])
 @pytest.mark.parametrize("name", list(INDICATORS))
-def test_get_signal_matches_talib(checks: dict[str, dict[str, str]], name: str, bar: int) -> None:
+def test_get_signal_answers_with_argo_tradings_definitions(
+    checks: dict[str, dict[str, str]], name: str, bar: int
+) -> None:
     abi_name, signal_name, keys = INDICATORS[name]
     got = checks[f"bar{bar}.signal.{name}"]
+    raw = json.loads(got["raw"])
+    assert tuple(raw) == tuple(sorted(keys))  # the documented keys, as Go orders a map's
+    want = argo_reference(name, BTC[:bar])
+    assert raw == pytest.approx(want, rel=1e-12, abs=1e-9)
+    assert got["type"] == "SIGNAL_TYPE_" + expected_signal(name, want, BTC[bar - 1].close)
+    assert (got["name"], got["indicator"]) == (signal_name, abi_name)
+    assert (got["symbol"], got["time"]) == ("BTC", iso(minute(bar - 1)))
+
+
+@pytest.mark.parametrize("bar", [40, 41])
+@pytest.mark.parametrize("name", list(INDICATORS))
+def test_get_signal_matches_talib_when_the_session_asks_for_it(
+    talib_checks: dict[str, dict[str, str]], name: str, bar: int
+) -> None:
+    abi_name, signal_name, keys = INDICATORS[name]
+    got = talib_checks[f"bar{bar}.signal.{name}"]
     raw = json.loads(got["raw"])
     assert tuple(raw) == keys  # exactly the documented RawValue keys
     want = reference(name, BTC[:bar])
@@ -422,22 +485,27 @@ def test_get_signal_matches_talib(checks: dict[str, dict[str, str]], name: str, 
     assert (got["symbol"], got["time"]) == ("BTC", iso(minute(bar - 1)))
 
 
-def test_the_signals_are_not_all_alike(checks: dict[str, dict[str, str]]) -> None:
+def test_the_signals_are_not_all_alike(
+    checks: dict[str, dict[str, str]], talib_checks: dict[str, dict[str, str]]
+) -> None:
     # Guards the data: the signal rules above are exercised beyond NO_ACTION.
-    types = {checks[f"bar{n}.signal.{k}"]["type"] for n in (40, 41) for k in INDICATORS}
+    types = {
+        answers[f"bar{n}.signal.{k}"]["type"]
+        for answers in (checks, talib_checks)
+        for n in (40, 41)
+        for k in INDICATORS
+    }
     assert {"SIGNAL_TYPE_BUY_LONG", "SIGNAL_TYPE_SELL_SHORT"} <= types
 
 
-@pytest.mark.parametrize("name", [n for n in INDICATORS if n != "wr"])
-def test_get_signal_waits_while_an_indicator_warms_up(
-    checks: dict[str, dict[str, str]], name: str
+def test_bollinger_bands_answer_no_action_while_they_warm_up(
+    checks: dict[str, dict[str, str]],
 ) -> None:
-    abi_name, signal_name, keys = INDICATORS[name]
-    got = checks[f"bar5.signal.{name}"]
-    assert got["type"] == "SIGNAL_TYPE_WAIT"
-    assert json.loads(got["raw"]) == dict.fromkeys(keys)  # every key null
-    assert got["reason"].startswith("insufficient data: BTC at " + iso(minute(4)))
-    assert (got["name"], got["indicator"]) == (signal_name, abi_name)
+    # argo-trading's answer; every other indicator fails the call meanwhile (errors mode).
+    got = checks["bar5.signal.bbands"]
+    assert (got["type"], got["raw"], got["reason"]) == ("SIGNAL_TYPE_NO_ACTION", "null", "")
+    assert (got["name"], got["indicator"]) == ("Bollinger Bands", "INDICATOR_BOLLINGER_BANDS")
+    assert [step for step in checks if step.startswith("bar5.signal.")] == ["bar5.signal.bbands"]
 
 
 def test_configure_indicator_accepted_every_config(checks: dict[str, dict[str, str]]) -> None:
@@ -587,6 +655,7 @@ def test_log_keeps_level_message_fields_and_bar_time(script: Session) -> None:
 # In the order of apicheck's errorCases: case k runs on bar 2(k + 1).
 # (case, host function, what the reason says)
 ERROR_CASES = [
+    ("signal.warming_up", "get_signal", f"rsi: BTC at {iso(minute(1))}: RSI needs 15 bars, has 2"),
     (
         "sql.delete",
         "execute_sql",

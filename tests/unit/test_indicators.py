@@ -1,4 +1,6 @@
-"""Indicators: numeric parity with TA-Lib on the sample data, signals, config, host calls.
+"""TA-Lib definitions (spec.engine.indicators: talib): parity with TA-Lib, signals, config.
+
+argo-trading's definitions, the default, are tested in test_argo_indicators.py.
 
 The reference is TA-Lib's Python package (`ta-lib` on PyPI, which bundles the
 C library). Every value of every indicator over the 5,000 sample bars is
@@ -40,6 +42,7 @@ from kubetrade.runner.indicators import (
     SPECS,
     IndicatorEngine,
     IndicatorError,
+    InsufficientData,
     Reading,
     SignalType,
 )
@@ -80,23 +83,36 @@ def columns() -> Arrays:
 
 def run(
     kind: K, config: str = "[]", *, bars: tuple[Bar, ...] | None = None, size: int = 10_000
-) -> list[Reading]:
-    """Feed the bars one by one and ask for the indicator on each: the strategy's pattern."""
+) -> list[Reading | None]:
+    """Feed the bars one by one and ask for the indicator on each: the strategy's pattern.
+    None where the call failed for want of history."""
     bars = sample() if bars is None else bars
     window = Window(size=size)
-    engine = IndicatorEngine(window)
+    engine = IndicatorEngine(window, "talib")
     engine.configure(kind, config)
-    out: list[Reading] = []
+    out: list[Reading | None] = []
     for bar in bars:
         window.append(bar)
-        out.append(engine.reading(kind, bar.symbol, bar.time))
+        try:
+            out.append(engine.reading(kind, bar.symbol, bar.time))
+        except InsufficientData:
+            out.append(None)
     return out
 
 
-def series(readings: list[Reading], key: str) -> np.ndarray:
+def series(readings: list[Reading | None], key: str) -> np.ndarray:
     return np.array(
-        [np.nan if (v := json.loads(r.raw_value)[key]) is None else v for r in readings]
+        [
+            np.nan if r is None or (v := json.loads(r.raw_value)[key]) is None else v
+            for r in readings
+        ]
     )
+
+
+def answered(readings: list[Reading | None]) -> list[Reading]:
+    out = [r for r in readings if r is not None]
+    assert out, "the indicator never answered"
+    return out
 
 
 # -- references ------------------------------------------------------------
@@ -268,7 +284,7 @@ def test_a_restarted_track_starts_from_the_window_and_never_looks_ahead() -> Non
     window = Window(size=500)
     for bar in bars[:3000]:
         window.append(bar)
-    engine = IndicatorEngine(window)
+    engine = IndicatorEngine(window, "talib")
     t = bars[2800].time  # later bars are in the window; they must not be used
     got = json.loads(engine.reading(K.EMA, "BTCUSDT", t).raw_value)["ema"]
     visible = np.array([b.close for b in bars[2500:2801]])  # the window's bars up to t
@@ -278,28 +294,41 @@ def test_a_restarted_track_starts_from_the_window_and_never_looks_ahead() -> Non
     assert earlier == pytest.approx(talib.EMA(visible[:201], 20)[-1], rel=1e-12)
 
 
-def test_warming_up_answers_wait_with_null_values() -> None:
-    readings = run(K.RSI, "[14]", bars=sample()[:15])
-    first = readings[0]
-    assert first.signal is SignalType.WAIT
-    assert "insufficient data" in first.reason and "needs 15 bars, has 1" in first.reason
-    assert json.loads(first.raw_value) == {"rsi": None}
-    assert readings[13].signal is SignalType.WAIT
-    assert readings[14].signal is not SignalType.WAIT
+def test_warming_up_fails_the_call_with_what_is_missing() -> None:
+    # Not WAIT with null values: a Go strategy would decode them as 0 and act on them.
+    bars = sample()[:15]
+    window = Window(size=100)
+    engine = IndicatorEngine(window, "talib")
+    for i, bar in enumerate(bars):
+        window.append(bar)
+        if i < 14:
+            with pytest.raises(
+                InsufficientData, match=rf"rsi: BTCUSDT at .*needs 15 bars, has {i + 1}"
+            ):
+                engine.reading(K.RSI, "BTCUSDT", bar.time)
+            with pytest.raises(InsufficientData):  # asked again on the same bar: the same
+                engine.reading(K.RSI, "BTCUSDT", bar.time)
+    assert engine.reading(K.RSI, "BTCUSDT", bars[14].time).signal is not SignalType.WAIT
 
 
-def test_no_bars_for_the_symbol_is_wait() -> None:
-    engine = IndicatorEngine(Window(size=100))
-    reading = engine.reading(K.MA, "ETHUSDT", 0)
-    assert reading.signal is SignalType.WAIT and "no bars of ETHUSDT" in reading.reason
+def test_no_bars_for_the_symbol_fails_the_call() -> None:
+    engine = IndicatorEngine(Window(size=100), "talib")
+    with pytest.raises(InsufficientData, match="no bars of ETHUSDT"):
+        engine.reading(K.MA, "ETHUSDT", 0)
 
 
-def test_bollinger_waits_when_its_bars_are_older_than_the_lookback() -> None:
+def test_bollinger_fails_when_its_bars_are_older_than_the_lookback() -> None:
     bars = sample()[:30]
     gap = [*bars[:25], *(Bar(b.symbol, b.time + 3_600_000, *_ohlcv(b)) for b in bars[25:])]
-    readings = run(K.BOLLINGER_BANDS, '[20, 2, "30m"]', bars=tuple(gap))
-    assert readings[24].signal is not SignalType.WAIT
-    assert readings[25].signal is SignalType.WAIT and "lookback" in readings[25].reason
+    window = Window(size=100)
+    engine = IndicatorEngine(window, "talib")
+    engine.configure(K.BOLLINGER_BANDS, '[20, 2, "30m"]')
+    for bar in gap[:25]:
+        window.append(bar)
+    assert engine.reading(K.BOLLINGER_BANDS, "BTCUSDT", gap[24].time).signal is not SignalType.WAIT
+    window.append(gap[25])
+    with pytest.raises(InsufficientData, match="lookback"):
+        engine.reading(K.BOLLINGER_BANDS, "BTCUSDT", gap[25].time)
 
 
 def _ohlcv(b: Bar) -> tuple[float, float, float, float, float]:
@@ -327,6 +356,7 @@ def test_raw_value_keys_follow_the_proto_comments() -> None:
     for kind, keys in documented.items():
         assert SPECS[kind].keys == keys
         last = run(kind, bars=sample()[:400])[-1]
+        assert last is not None
         assert tuple(json.loads(last.raw_value)) == keys
 
 
@@ -334,7 +364,9 @@ def test_raw_value_keys_follow_the_proto_comments() -> None:
 
 
 def last_signal(kind: K, config: str) -> SignalType:
-    return run(kind, config, bars=sample()[:400])[-1].signal
+    last = run(kind, config, bars=sample()[:400])[-1]
+    assert last is not None
+    return last.signal
 
 
 @pytest.mark.parametrize(
@@ -363,10 +395,10 @@ def test_threshold_rules(kind: K, config: str, expected: SignalType) -> None:
 
 def test_direction_rules_agree_with_the_values() -> None:
     for kind, key in [(K.MACD, "macd"), (K.AO, "ao"), (K.WADDAH_ATTAR, "trend")]:
-        for r in run(kind, bars=sample()[:600])[100:]:
+        for r in answered(run(kind, bars=sample()[:600])[100:]):
             v = json.loads(r.raw_value)[key]
             assert r.signal is (SignalType.BUY_LONG if v > 0 else SignalType.SELL_SHORT)
-    for r in run(K.BOLLINGER_BANDS, bars=sample()[:600])[100:]:
+    for r in answered(run(K.BOLLINGER_BANDS, bars=sample()[:600])[100:]):
         v = json.loads(r.raw_value)
         assert v["lower"] < v["middle"] < v["upper"]
         assert (r.signal, r.reason) in {
@@ -374,11 +406,11 @@ def test_direction_rules_agree_with_the_values() -> None:
             (SignalType.SELL_LONG, "Price above upper band"),
             (SignalType.NO_ACTION, "Price within bands"),
         }
-    for r in run(K.ADX, "[14, 0]", bars=sample()[:600])[100:]:
+    for r in answered(run(K.ADX, "[14, 0]", bars=sample()[:600])[100:]):
         v = json.loads(r.raw_value)
         up = v["plus_di"] > v["minus_di"]
         assert r.signal is (SignalType.BUY_LONG if up else SignalType.SELL_SHORT)
-    for r in run(K.RANGE_FILTER, "[20]", bars=sample()[:600])[100:]:
+    for r in answered(run(K.RANGE_FILTER, "[20]", bars=sample()[:600])[100:]):
         v = json.loads(r.raw_value)
         assert (v["upward_count"] > 0) + (v["downward_count"] > 0) <= 1
         if v["upward_count"] > 0:
@@ -408,7 +440,7 @@ def test_direction_rules_agree_with_the_values() -> None:
     ],
 )
 def test_bad_configs_are_refused_with_the_reason(kind: int, config: str, message: str) -> None:
-    engine = IndicatorEngine(Window(size=1000))
+    engine = IndicatorEngine(Window(size=1000), "talib")
     with pytest.raises(IndicatorError, match=message):
         engine.configure(kind, config)
 
@@ -425,7 +457,7 @@ def test_config_defaults_nulls_and_durations() -> None:
 def test_reconfiguring_resets_state_but_the_same_config_keeps_it() -> None:
     bars = sample()[:60]
     window = Window(size=100)
-    engine = IndicatorEngine(window)
+    engine = IndicatorEngine(window, "talib")
     for bar in bars:
         window.append(bar)
     t = bars[-1].time
@@ -450,10 +482,10 @@ def host(window_size: int = 1000) -> tuple[HostFunctions, SessionState]:
         window_size=window_size,
         precision=8,
     )
-    return HostFunctions(state), state
+    return HostFunctions(state, indicators="talib"), state
 
 
-def test_host_get_signal_answers_like_argo_trading() -> None:
+def test_host_get_signal_answers_with_talib_when_asked() -> None:
     functions, state = host()
     for bar in sample()[:30]:
         state.begin_bar(bar)

@@ -203,6 +203,7 @@ def test_defaults_are_applied() -> None:
         "strategyCallTimeoutSeconds": 5.0,
         "strategyMemoryLimitMiB": 256,
         "maxConsecutiveStrategyErrors": 0,
+        "indicators": "argo",
     }
     assert load(minimal()).metadata.namespace is None
 
@@ -511,6 +512,13 @@ def test_warmup_beyond_the_default_cache_is_refused() -> None:
 def test_engine_bounds(key: str, good: float, bad: float) -> None:
     load(with_spec(engine={key: good}))
     assert only_problem(with_spec(engine={key: bad}))[0] == f"spec.engine.{key}"
+
+
+def test_engine_indicators_are_argo_or_talib() -> None:
+    assert load(with_spec(engine={"indicators": "talib"})).spec.engine.indicators == "talib"
+    path, message = only_problem(with_spec(engine={"indicators": "pandas"}))
+    assert path == "spec.engine.indicators"
+    assert "'argo'" in message and "'talib'" in message
 
 
 def test_engine_memory_key_is_spelled_mib_as_in_the_document() -> None:

@@ -35,7 +35,7 @@
 //	bar 4  MARKET SELL 1 "sell-2" (flat again once it fills); cancel_order("multi-lmt")
 //	  bar4.position         symbol, quantity, total_in_quantity, total_out_quantity
 //	  bar4.cancel           order_id, open_orders     (ids of the orders still open after it)
-//	bar 5  trades, the account, and every configured indicator while it warms up
+//	bar 5  trades, the account, and Bollinger Bands while they warm up
 //	  bar5.trades           count                     get_trades{}
 //	  bar5.trade.<i>        order_id, symbol, side, quantity, price, fee, pnl,
 //	                        cumulative_pnl, executed_at, strategy_name, reason, message
@@ -46,7 +46,9 @@
 //	  bar5.positions        count, symbols
 //	  bar5.account          balance, equity, buying_power, realized_pnl,
 //	                        unrealized_pnl, total_fees, margin_used
-//	  bar5.signal.<name>    (as below)                each still warming up: WAIT
+//	  bar5.signal.bbands    (as below)                still warming up: argo-trading's answer
+//	                                                  (NO_ACTION, null); the other indicators
+//	                                                  fail the call meanwhile (errors mode)
 //	bar 6  LIMIT BUY 1 at C(6)/2 "rest-a" and at C(6)/3 "rest-b", then cancel_all_orders
 //	  bar6.open_orders      count, ids                before cancelling
 //	  bar6.cancel_all       open_orders               after
@@ -145,7 +147,7 @@ type indicator struct {
 }
 
 // configured are set up on bar 1 (periods written both as 14 and as 14.0, as
-// Go strategies send float64s) and read on bars 5, 40 and 41.
+// Go strategies send float64s) and read on bars 40 and 41 (Bollinger Bands on bar 5 too).
 var configured = []indicator{
 	{"rsi", strategy.IndicatorType_INDICATOR_RSI, "[14.0, 30, 70]"},
 	{"ma", strategy.IndicatorType_INDICATOR_MA, "[10]"},
@@ -158,6 +160,9 @@ var configured = []indicator{
 // unconfigured is read on bars 40 and 41 without ever being configured.
 var unconfigured = indicator{"wr", strategy.IndicatorType_INDICATOR_WILLIAMS_R, ""}
 
+// bands is the one indicator that answers while it warms up (bar 5).
+var bands = []indicator{configured[4]}
+
 // errorCase is one host call that a correct host refuses.
 type errorCase struct {
 	name string
@@ -166,6 +171,10 @@ type errorCase struct {
 
 // errorCases run one per even bar in errors mode; the test names them in the same order.
 var errorCases = []errorCase{
+	// get_signal while the indicator lacks history (RSI needs 15 bars; this is bar 2).
+	{"signal.warming_up", func(r *run) error {
+		return r.signal(strategy.IndicatorType_INDICATOR_RSI, r.bar)
+	}},
 	// execute_sql: market_data is read-only, and bad SQL is reported, not ignored.
 	{"sql.delete", func(r *run) error {
 		return r.sql("DELETE FROM market_data WHERE symbol = ?", r.h.cfg.Symbol)
@@ -409,7 +418,7 @@ func (r *run) script() {
 		r.checkStatus("multi-lmt")
 		r.checkPositions()
 		r.checkAccount()
-		r.checkSignals(configured)
+		r.checkSignals(bands)
 	case 6:
 		r.place(r.order("rest-a", sdk.LimitOrder(symbol, sdk.Buy, 1, price/2, "resting")))
 		r.place(r.order("rest-b", sdk.LimitOrder(symbol, sdk.Buy, 1, price/3, "resting")))
