@@ -21,6 +21,10 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 # Each benchmark with short settings and the figures (dotted paths) it must report.
 CASES: dict[str, tuple[list[str], list[str]]] = {
     "bench_engine": (["--bars", "2000", "--runs", "1"], ["bars_per_s", "per_bar_us.p50"]),
+    "bench_journal": (
+        ["--bars", "2000", "--runs", "1"],
+        ["journaled_bars_per_s", "no_state_dir_bars_per_s", "journaled_vs_no_state"],
+    ),
     "bench_latency": (
         ["--bars", "2000", "--runs", "1"],
         ["fast.p50_us", "stock.p99_us", "guest_floor.p50_us"],
