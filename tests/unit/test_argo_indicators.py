@@ -74,6 +74,10 @@ def value(engine: IndicatorEngine, kind: K, at: Bar) -> dict[str, float]:
     return values
 
 
+def raw(engine: IndicatorEngine, kind: K, at: Bar) -> str:
+    return engine.reading(kind, at.symbol, at.time).raw_value
+
+
 # -- by hand ---------------------------------------------------------------------------------
 
 
@@ -113,10 +117,10 @@ def test_williams_r_and_psy() -> None:
     bars = bars_of(closes)
     engine = engine_with(bars, (K.WILLIAMS_R, "[4]"), (K.PSY, "[4]"))
     # Highest high 14, lowest low 10, close 12: ((14 - 12) / 4) * -100.
-    assert value(engine, K.WILLIAMS_R, bars[-1]) == {"wr": -50.0}
-    assert value(engine, K.PSY, bars[-1]) == {"psy": 50.0}  # 12 and 13 rose, 11 and 12 fell
+    assert raw(engine, K.WILLIAMS_R, bars[-1]) == '{"wr":-50}'
+    assert raw(engine, K.PSY, bars[-1]) == '{"psy":50}'  # 12 and 13 rose, 11 and 12 fell
     flat = [Bar("X", i * MINUTE, 5, 5, 5, 5, 1) for i in range(4)]
-    assert value(engine_with(flat, (K.WILLIAMS_R, "[4]")), K.WILLIAMS_R, flat[-1]) == {"wr": 0.0}
+    assert raw(engine_with(flat, (K.WILLIAMS_R, "[4]")), K.WILLIAMS_R, flat[-1]) == '{"wr":0}'
 
 
 def test_bollinger_bands_use_the_population_deviation() -> None:
@@ -335,7 +339,7 @@ def test_atr_needs_its_bars_within_the_last_24_hours() -> None:
 def test_no_later_bar_is_read() -> None:
     bars = bars_of([float(c) for c in range(30)])
     engine = engine_with(bars, (K.MA, "[5]"))
-    assert value(engine, K.MA, bars[9]) == {"ma": 7.0}  # bars 5..9, not the newest
+    assert raw(engine, K.MA, bars[9]) == '{"ma":7}'  # bars 5..9, not the newest
 
 
 # -- the RawValue text --------------------------------------------------------------------------
