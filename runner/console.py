@@ -69,11 +69,13 @@ class ConsoleReporter:
             case ev.OrderCancelled(order=order):
                 self._line(f"{format_ms(order.updated)}  cancelled {_order_text(order)}")
             case ev.StrategyError(bar=bar, message=message):
-                when = format_ms(bar.time) if bar is not None else "-"
-                self._line(f"{when}  strategy error: {message}")
-            case ev.StrategyLog(time=t, level=level, message=message, fields=fields):
+                # A failed call: not to be mistaken for the strategy's own ERROR log line.
+                where = f"{format_ms(bar.time)}  {bar.symbol}" if bar is not None else "-  -"
+                self._line(f"{where}  strategy call failed: {message}")
+            case ev.StrategyLog(time=t, level=level, message=message, fields=fields, symbol=symbol):
                 extra = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
-                self._line(f"{format_ms(t)}  strategy {level}: {message} {extra}".rstrip())
+                where = f"{format_ms(t)}  {symbol or '-'}"
+                self._line(f"{where}  strategy log {level.upper()}: {message} {extra}".rstrip())
             case ev.EngineError(message=message):
                 self._line(f"error: {message}")
             case ev.ProviderStatus(provider=provider, connected=connected, last_error=why):

@@ -99,10 +99,14 @@ class ProviderStatus:
 
 @dataclass(frozen=True, slots=True)
 class StrategyLog:
+    """A line the strategy logged through the host (its level is the strategy's word,
+    not a failure: a failed call is a StrategyError)."""
+
     time: int
     level: str
     message: str
     fields: dict[str, str] = field(default_factory=dict)
+    symbol: str = ""  # the symbol of the bar being processed; "" outside a bar (Initialize)
 
 
 Event = (

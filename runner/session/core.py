@@ -92,7 +92,7 @@ class Session:
     __slots__ = (
         "_cancelling", "_journal", "_unsent", "book", "cache", "cancels", "epoch", "events",
         "group", "marks", "name", "now", "outbox", "precision", "risk", "sequence",
-        "strategy_name", "symbols", "window",
+        "strategy_name", "symbol", "symbols", "window",
     )  # fmt: skip
 
     def __init__(
@@ -116,6 +116,7 @@ class Session:
         self.epoch = journal.epoch
         self.sequence = 0
         self.now = 0  # bar time of the bar being processed: the strategy's clock
+        self.symbol = ""  # symbol of the bar being processed, for what the strategy logs
         self.strategy_name = ""
         self.cache = StrategyCache()  # the strategy's key/value cache (read it here)
         self.marks: list[Mark] = []  # the strategy's chart markers (read them here)
@@ -207,7 +208,7 @@ class Session:
     # -- bars -------------------------------------------------------------------------
 
     def begin_bar(self, bar: Bar) -> None:
-        self.now = bar.time
+        self.now, self.symbol = bar.time, bar.symbol
         self.window.append(bar)
         self.book.marks[bar.symbol] = bar.close
         risk = self.risk
@@ -328,7 +329,7 @@ class Session:
         self._journal.record_mark(mark)
 
     def log(self, level: str, message: str, fields: dict[str, str]) -> None:
-        self.events.append(ev.StrategyLog(self.now, level, message, fields))
+        self.events.append(ev.StrategyLog(self.now, level, message, fields, self.symbol))
         self._journal.record_log(self.now, level, message, fields)
 
     def take_events(self) -> list[ev.Event]:
