@@ -189,7 +189,8 @@ def run(
     """``kubetrade OPTIONS run ARGS`` as a real process, with its own peak RSS (through
     tests/peak_rss.py). ``while_running(proc)`` runs meanwhile (to probe it, or signal it:
     the wrapper passes SIGTERM on)."""
-    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    # No compiled-module cache: each run pays for compiling, as a first start does.
+    env = {**os.environ, "PYTHONSAFEPATH": "1", "KUBETRADE_CACHE": "off"}
     started = time.monotonic()
     # KUBETRADE_TEST_COMMAND runs another build instead (to show a test fails without a fix).
     runner = shlex.split(os.environ.get("KUBETRADE_TEST_COMMAND", "")) or [str(KUBETRADE)]
