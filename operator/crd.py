@@ -224,6 +224,19 @@ CEL_RULES: Final[tuple[CelRule, ...]] = (
         replaces=("minItems",),
     ),
     CelRule(
+        # A claim's class cannot change and its size only grows where its class allows: the
+        # operator makes the claim from these once and never edits them.
+        name="storage-fixed",
+        scope="spec.storage",
+        rule="(has(self.size) ? string(self.size) : '') == (has(oldSelf.size)"
+        " ? string(oldSelf.size) : '') && (has(self.storageClassName) ? self.storageClassName"
+        " : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
+        message="spec.storage.size and storageClassName are fixed once the session's claim"
+        " (<session>-data) is made; to grow the volume, resize the claim itself (where its"
+        " StorageClass allows expansion)",
+        reason="FieldValueForbidden",
+    ),
+    CelRule(
         name="name-is-dns-label",
         scope="",
         rule="self.metadata.name.size() <= 63"
@@ -275,7 +288,9 @@ def _structural(node: Obj, defs: Mapping[str, Obj], path: str) -> Obj:
         out: Obj = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
         if patterns:
             out["pattern"] = patterns[0]
-        return {**out, "x-kubernetes-int-or-string": True}
+        # A quantity with a default (spec.storage.size) keeps it, and its description.
+        kept = {k: node[k] for k in ("description", "default") if node.get(k) is not None}
+        return {**out, "x-kubernetes-int-or-string": True, **kept}
     unsupported = {"anyOf", "oneOf", "allOf", "not", "const", "$ref"} & node.keys()
     if unsupported:
         raise SchemaError(f"{path or '<root>'}: no structural form for {sorted(unsupported)}")
@@ -354,6 +369,13 @@ PRINTER_COLUMNS: Final[tuple[Obj, ...]] = (
     {"name": "Strategy", "type": "string", "jsonPath": ".status.strategy"},
     {"name": "Trading", "type": "string", "jsonPath": ".spec.trading.provider"},
     {"name": "Real-Money", "type": "boolean", "jsonPath": ".status.realMoney"},
+    {"name": "Digest", "type": "string", "jsonPath": ".status.strategyDigest", "priority": 1},
+    {
+        "name": "Rollout",
+        "type": "string",
+        "jsonPath": ".status.lastReconciledSpec.state",
+        "priority": 1,
+    },
     {"name": "Bars", "type": "integer", "jsonPath": ".status.summary.bars", "priority": 1},
     {"name": "Equity", "type": "number", "jsonPath": ".status.summary.equity", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

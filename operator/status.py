@@ -3,10 +3,15 @@
 `SessionStatus` is the schema of `.status` (the CRD's status schema is generated from it).
 The phase is one word for `kubectl get lts`; the conditions follow kstatus: `Ready` (the
 session is as its spec asks: Running, Suspended or Completed), and the abnormal-true
-`Reconciling` and `Stalled`, plus domain conditions (`SpecValid`,
-`RunnerReady`, `Suspended`). Every condition carries the generation it describes, and its
-`lastTransitionTime` moves only when its status flips, so watchers can tell a change from
-a refresh.
+`Reconciling` (also while a new spec is on probation, until it is stable) and `Stalled`
+(also once a spec was rolled back: nothing improves until the spec changes), plus domain
+conditions (`SpecValid`, `RunnerReady`, `Suspended`, `RolledBack`). Every condition
+carries the generation it describes, and its `lastTransitionTime` moves only when its
+status flips, so watchers can tell a change from a refresh.
+
+`lastReconciledSpec` and `lastStableSpec` (`DeployedSpec`) are the rollout's records:
+the newest spec as the operator runs it (tag resolved to a digest, config hash, image,
+journal directory) and the newest one that proved stable (operator/rollout.py).
 
 `runner_state` reads a runner pod the way a person reads `kubectl describe pod`: is it
 scheduled, running, ready, crash-looping, and why.
@@ -26,8 +31,19 @@ from kubetrade.runner.domain import format_ms
 
 Obj = dict[str, Any]
 Phase = Literal[
-    "Pending", "Starting", "Running", "Suspended", "Degraded", "Completed", "Failed", "Stopping"
+    "Pending",
+    "Starting",
+    "Running",
+    "Suspended",
+    "Degraded",
+    "Completed",
+    "Failed",
+    "Stopping",
+    "RolledBack",
 ]
+# A deployed spec: taken up and awaiting stability, stable, rolled back from, or not stable
+# with nothing to roll back to (or rollback off).
+DeploymentState = Literal["Deployed", "Stable", "RolledBack", "NotStable"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 # Phases in which the session is as its spec asks and nothing is under way.
@@ -83,6 +99,36 @@ class RunnerSummary(_Model):
     updated_at: str = Field(description="When these figures were read, RFC 3339.")
 
 
+class DeployedSpec(_Model):
+    """A spec as the operator runs it: what a rollback returns to (Flink's model)."""
+
+    generation: int = Field(description="The metadata.generation of the spec.")
+    spec: str = Field(
+        description="The spec as JSON, its strategy's tag resolved to a digest: exactly what"
+        " runs, whatever the tag names later."
+    )
+    strategy_reference: str | None = Field(
+        default=None, description="The OCI strategy, pinned: registry/repository[:tag]@digest."
+    )
+    strategy_digest: str | None = Field(
+        default=None, description="The OCI strategy's manifest digest."
+    )
+    config_hash: str = Field(description="Hash of the runner's session file.")
+    image: str = Field(description="The runner image.")
+    state_dir: str = Field(
+        description="The journal's directory on the session's volume (a stateless upgrade"
+        " starts a new one)."
+    )
+    deployed_at: str = Field(description="When the operator took this spec up, RFC 3339.")
+    state: DeploymentState = Field(
+        default="Deployed",
+        description="Deployed (awaiting stability), Stable, RolledBack (the last stable spec"
+        " runs instead) or NotStable (not stable in time, nothing to roll back to).",
+    )
+    reason: str = Field(default="", description="Why it is in that state.")
+    message: str = Field(default="", description="The state, explained.")
+
+
 class SessionStatus(_Model):
     """What the operator last saw of a LiveTradingSession."""
 
@@ -97,6 +143,9 @@ class SessionStatus(_Model):
     )
     runner_pod: str | None = Field(default=None, description="Name of the runner pod.")
     strategy: str | None = Field(default=None, description="Where the strategy comes from.")
+    strategy_digest: str | None = Field(
+        default=None, description="The manifest digest of the OCI strategy the runner runs."
+    )
     real_money: bool = Field(
         default=False,
         description="True when the session can trade real money: a live provider, or a paper"
@@ -108,6 +157,14 @@ class SessionStatus(_Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     summary: RunnerSummary | None = Field(default=None, description="The runner's figures.")
+    last_reconciled_spec: DeployedSpec | None = Field(
+        default=None, description="The newest spec the operator took up."
+    )
+    last_stable_spec: DeployedSpec | None = Field(
+        default=None,
+        description="The newest spec whose runner became stable: ready, its first bars"
+        " processed without a strategy error, in time.",
+    )
 
     def dump(self) -> Obj:
         """The JSON form written to the API server."""
@@ -139,6 +196,9 @@ class Outcome:
     spec_valid: bool = True
     runner_ready: bool = False
     runner_reason: str = "NoRunner"
+    # A new spec's runner is up and on probation: how far it is towards stable. The rollout
+    # is still under way (Reconciling) until it is stable or rolled back.
+    awaiting_stability: str = ""
 
 
 def conditions(
@@ -148,15 +208,21 @@ def conditions(
     generation: int,
     previous: Sequence[Condition],
     now: datetime,
+    deployment: DeployedSpec | None = None,
 ) -> list[Condition]:
-    """The conditions for `outcome`, keeping each unchanged condition's transition time."""
+    """The conditions for `outcome`, keeping each unchanged condition's transition time.
+    `deployment` (status.lastReconciledSpec) says whether the session was rolled back."""
     busy = outcome.phase in ("Pending", "Starting", "Stopping") and not outcome.stalled
+    reconciling = (outcome.reason, outcome.message) if busy else ("Reconciled", "")
+    if outcome.awaiting_stability and not outcome.stalled:
+        busy, reconciling = True, ("AwaitingStability", outcome.awaiting_stability)
+    rolled_back = deployment is not None and deployment.state == "RolledBack"
     wanted: list[tuple[str, bool, str, str]] = [
         # Ready: the session is as its spec asks (kstatus reads it so: Flux and kpt wait
         # for it): a ready runner, a runner stopped by spec.suspend, or a session whose
         # market data ended. The phase still tells the three apart.
         ("Ready", outcome.phase in _SETTLED, outcome.reason, outcome.message),
-        ("Reconciling", busy, outcome.reason if busy else "Reconciled", outcome.message),
+        ("Reconciling", busy, *reconciling),
         ("Stalled", outcome.stalled, outcome.reason if outcome.stalled else "NotStalled", ""),
         (
             "SpecValid",
@@ -166,6 +232,13 @@ def conditions(
         ),
         ("RunnerReady", outcome.runner_ready, outcome.runner_reason, ""),
         ("Suspended", suspended, "SuspendRequested" if suspended else "NotSuspended", ""),
+        # The Argo CD health check (helm/kubetrade/docs) reads this one as Degraded.
+        (
+            "RolledBack",
+            rolled_back,
+            _rollback_reason(deployment),
+            deployment.message if rolled_back and deployment is not None else "",
+        ),
     ]
     before = {c.type: c for c in previous}
     result = []
@@ -184,6 +257,16 @@ def conditions(
             )
         )
     return result
+
+
+def _rollback_reason(deployment: DeployedSpec | None) -> str:
+    """Rolled back: why (NotStableInTime, StrategyErrors, ...); otherwise the state of the
+    newest spec (Deployed, Stable, NotStable)."""
+    if deployment is None:
+        return "NoSpecYet"
+    if deployment.state == "RolledBack":
+        return deployment.reason or "RolledBack"
+    return deployment.state
 
 
 # ---------------------------------------------------------------- runner figures

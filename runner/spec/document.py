@@ -296,6 +296,51 @@ class ResourcesSpec(Model):
     )
 
 
+class StorageSpec(Model):
+    """The session's volume: a PersistentVolumeClaim the operator makes for the session,
+    holding its journal, its paper venue and its strategy cache across pods and specs."""
+
+    size: Quantity = Field(
+        default="1Gi", description="Requested size of the claim, e.g. 1Gi; fixed once made."
+    )
+    storage_class_name: DnsSubdomain | None = Field(
+        default=None,
+        description="StorageClass of the claim; null uses the cluster's default. Fixed once made.",
+    )
+    retain_on_delete: StrictBool = Field(
+        default=False,
+        description="Keep the claim (and the session's journal) when the session is deleted;"
+        " a new session of the same name takes it up again.",
+    )
+
+
+class RollbackSpec(Model):
+    """When a new spec counts as stable, and what happens when it does not in time."""
+
+    enabled: StrictBool = Field(
+        default=True,
+        description="Run the last stable spec again when a new one is not stable in time.",
+    )
+    stable_bars: int = Field(
+        default=3,
+        ge=1,
+        le=1_000_000,
+        description="Bars a new spec's runner must process, ready and without a strategy"
+        " error, to be stable.",
+    )
+    readiness_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="Seconds a new spec's runner has to get ready (pull, compile, connect),"
+        " from when the operator takes the spec up; its stable bars then have stableBars"
+        " bar intervals more. A spec not stable by then is rolled back.",
+    )
+
+
+UpgradeMode = Literal["last-state", "stateless"]
+
+
 class SessionSpec(Model):
     """What to trade, with which strategy, where the data comes from and where orders go."""
 
@@ -326,6 +371,20 @@ class SessionSpec(Model):
         ge=1,
         le=65_535,
         description="Port serving /metrics, /healthz, /readyz, /status.",
+    )
+    upgrade_mode: UpgradeMode = Field(
+        default="last-state",
+        description="How a changed spec takes over in Kubernetes: last-state resumes the"
+        " journal on the session's volume (positions, open orders, strategy cache, order"
+        " ids); stateless starts a fresh journal and account beside the old one, which is"
+        " kept for `kubetrade report`.",
+    )
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="The session's volume in Kubernetes."
+    )
+    rollback: RollbackSpec = Field(
+        default_factory=RollbackSpec,
+        description="Automatic rollback to the last stable spec in Kubernetes.",
     )
 
     @field_validator("symbols")

@@ -79,6 +79,8 @@ def test_crd_names_status_and_printer_columns() -> None:
     assert columns["Symbols"] == ".spec.symbols"
     assert columns["Strategy"] == ".status.strategy"
     assert columns["Trading"] == ".spec.trading.provider"
+    assert columns["Digest"] == ".status.strategyDigest"
+    assert columns["Rollout"] == ".status.lastReconciledSpec.state"
     assert columns["Age"] == ".metadata.creationTimestamp"
 
 
@@ -91,6 +93,11 @@ def test_defaults_and_free_form_configs() -> None:
     assert props["engine"]["default"] == {}
     assert props["engine"]["properties"]["marketDataCacheSize"]["default"] == 1000
     assert props["risk"]["default"] == {}
+    # The operator's own fields, defaulted by the API server too (a quantity keeps its own).
+    assert props["upgradeMode"]["default"] == "last-state"
+    assert props["storage"]["default"] == {} and props["rollback"]["default"] == {}
+    assert props["storage"]["properties"]["size"]["default"] == "1Gi"
+    assert props["rollback"]["properties"]["stableBars"]["default"] == 3
     # Nullable instead of anyOf-null, and no default: absent means null.
     assert props["resources"]["nullable"] is True
     assert "default" not in props["resources"]

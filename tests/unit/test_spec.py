@@ -205,7 +205,29 @@ def test_defaults_are_applied() -> None:
         "maxConsecutiveStrategyErrors": 0,
         "indicators": "argo",
     }
+    # The operator's own: the session's volume, its upgrades and their rollback.
+    assert s.upgrade_mode == "last-state"
+    assert s.storage.model_dump() == {
+        "size": "1Gi", "storageClassName": None, "retainOnDelete": False
+    }  # fmt: skip
+    assert s.rollback.model_dump() == {
+        "enabled": True, "stableBars": 3, "readinessTimeoutSeconds": 300
+    }  # fmt: skip
     assert load(minimal()).metadata.namespace is None
+
+
+def test_upgrade_mode_storage_and_rollback_are_checked() -> None:
+    for override, where in (
+        ({"upgradeMode": "savepoint"}, "spec.upgradeMode"),
+        ({"storage": {"size": "lots"}}, "spec.storage.size"),
+        ({"storage": {"retainOnDelete": "yes"}}, "spec.storage.retainOnDelete"),
+        ({"rollback": {"stableBars": 0}}, "spec.rollback.stableBars"),
+        ({"rollback": {"readinessTimeoutSeconds": 0}}, "spec.rollback.readinessTimeoutSeconds"),
+        ({"rollback": {"enabled": 1}}, "spec.rollback.enabled"),
+    ):
+        document = minimal()
+        document["spec"].update(override)
+        assert only_problem(document)[0] == where, override
 
 
 def test_provider_config_defaults() -> None:
@@ -930,6 +952,9 @@ def test_document_schema_has_camel_case_properties() -> None:
         "restartNonce",
         "resources",
         "metricsPort",
+        "upgradeMode",
+        "storage",
+        "rollback",
     ]
     assert "strategyMemoryLimitMiB" in defs["EngineSpec"]["properties"]
     assert "configMapRef" in defs["StrategySpec"]["properties"]
