@@ -1,15 +1,22 @@
 """The objects a session owns, as pure functions of the session: no I/O here.
 
-A session gets two children, both owned by it (garbage-collected with it):
+A session gets three children, owned by it (garbage-collected with it):
 - a ConfigMap holding the runner's session file: the user's session with
-  `strategy.path` pointing at the mounted strategy file; no secret ever goes in it;
+  `strategy.path` pointing at the mounted strategy file, or `strategy.oci` pinned to the
+  digest the operator resolved; no secret ever goes in it, nor the operator's own fields
+  (storage, rollback, upgradeMode), so changing those never restarts the runner;
+- a PersistentVolumeClaim, the session's volume: the runner's data directory with the
+  journal and paper venue (one directory per state, see `state_path`) and its caches
+  (compiled modules, pulled strategies); it outlives pods and specs, and the session
+  too with `spec.storage.retainOnDelete` (then it carries no owner reference);
 - one runner Pod: `kubetrade run` on that file, the user's credential Secrets mounted
-  read-only as files, the strategy bytes mounted from the user's ConfigMap key, a
-  hardened security context, probes on the runner's /healthz and /readyz.
+  read-only as files, the strategy bytes mounted from the user's ConfigMap key or pulled
+  by the runner with the pull Secret mounted as a docker config directory, a hardened
+  security context, probes on the runner's /healthz and /readyz.
 
 The pod carries a hash of everything it was built from (`kubetrade.io/runner-hash`,
-including the session file's hash and the restartNonce): a pod whose hash differs from
-the desired one is stopped and replaced, never updated in place.
+including the session file's hash, the state directory and the restartNonce): a pod
+whose hash differs from the desired one is stopped and replaced, never updated in place.
 
 Paths: the runner resolves a session's relative paths against the session file, so the
 session file refers to its strategy as ../strategy/<key>; that resolves the same in a
@@ -21,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -45,12 +53,14 @@ CONTAINER: Final = "runner"
 SESSION_FILE_KEY: Final = "session.yaml"
 SESSION_DIR: Final = "/etc/kubetrade/session"
 STRATEGY_DIR: Final = "/etc/kubetrade/strategy"
+REGISTRY_DIR: Final = "/etc/kubetrade/registry"  # the pull Secret: .dockerconfigjson
+DOCKER_CONFIG_KEY: Final = ".dockerconfigjson"
 CREDENTIALS_DIR: Final = str(POD_CREDENTIALS_DIR)  # the runner refuses to read data there
-# One emptyDir for the journal and the compiled-strategy cache: it outlives container
-# restarts (a crashed runner resumes from its journal) but not the pod. A PVC would let
-# the journal outlive the pod too; that is a later step.
+# The session's volume: journal, paper venue and caches outlive containers, pods and specs.
 DATA_DIR: Final = "/var/lib/kubetrade"
-STATE_DIR: Final = f"{DATA_DIR}/state"
+FIRST_STATE: Final = "state"  # the journal's directory until a stateless upgrade
+# Fields of the spec that only the operator reads: not in the runner's session file.
+OPERATOR_FIELDS: Final = ("storage", "rollback", "upgradeMode")
 
 
 class UnsupportedSession(Exception):
@@ -85,6 +95,15 @@ def runner_pod_name(session: str) -> str:
 
 def config_map_name(session: str) -> str:
     return f"{session}-runner-config"
+
+
+def claim_name(session: str) -> str:
+    return f"{session}-data"
+
+
+def state_path(state_dir: str) -> str:
+    """Where a state directory (status.lastReconciledSpec.stateDir) is in the runner."""
+    return f"{DATA_DIR}/{state_dir}"
 
 
 def labels(session: str) -> dict[str, str]:
@@ -129,15 +148,19 @@ def digest(value: object) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StrategyMount:
-    """Where the runner finds the strategy: a path for the session file, maybe a volume."""
+    """Where the runner finds the strategy: a path for the session file and maybe a volume,
+    or an OCI reference pinned by digest that the runner pulls (with a pull Secret)."""
 
-    session_path: str
+    session_path: str | None
     volume: Obj | None
     description: str  # for status.strategy and `kubectl get lts`
+    oci: str | None = None  # pinned: registry/repository[:tag]@sha256:...
+    pull_secret: str | None = None
 
 
 def strategy_mount(session_spec: Obj) -> StrategyMount:
-    """The strategy's volume and path; UnsupportedSession for a source this operator lacks."""
+    """The strategy's volume and path; UnsupportedSession for a source this operator lacks.
+    An OCI reference must be pinned already (the operator resolves tags before this)."""
     strategy = session_spec.get("strategy") or {}
     ref = strategy.get("configMapRef")
     if ref:
@@ -147,12 +170,21 @@ def strategy_mount(session_spec: Obj) -> StrategyMount:
             "configMap": {"name": ref["name"], "items": [{"key": key, "path": key}]},
         }
         return StrategyMount(f"../strategy/{key}", volume, f"{ref['name']}/{key}")
-    if strategy.get("oci"):
-        raise UnsupportedSession(
-            "StrategySourceUnsupported",
-            "spec.strategy.oci is not supported by this operator yet; put the strategy in a"
-            " ConfigMap and use spec.strategy.configMapRef (an xz-compressed strategy fits)",
-        )
+    oci = strategy.get("oci")
+    if oci:
+        reference = str(oci["reference"])
+        if not re.search(spec.OCI_PINNED, reference):
+            raise ValueError(f"{reference}: resolve the tag before building the children")
+        secret = (oci.get("pullSecretRef") or {}).get("name")
+        registry: Obj | None = None
+        if secret:
+            # Only the docker config key, as a file the runner's --registry-config reads.
+            items = [{"key": DOCKER_CONFIG_KEY, "path": DOCKER_CONFIG_KEY}]
+            registry = {
+                "name": "registry",
+                "secret": {"secretName": secret, "items": items, "defaultMode": 0o440},
+            }
+        return StrategyMount(None, registry, reference, oci=reference, pull_secret=secret)
     path = strategy.get("path")
     if path and PurePosixPath(path).is_absolute():
         # A file inside the runner image: nothing to mount.
@@ -171,10 +203,14 @@ def strategy_mount(session_spec: Obj) -> StrategyMount:
 def runner_session(session: Obj, strategy: StrategyMount) -> Obj:
     """The session document the runner reads: the user's spec, the strategy made a path."""
     meta = session["metadata"]
-    session_spec = copy.deepcopy(session["spec"])
+    session_spec = {
+        k: copy.deepcopy(v) for k, v in session["spec"].items() if k not in OPERATOR_FIELDS
+    }
     strategy_spec = session_spec.get("strategy") or {}
+    # The runner gets the registry's login from --registry-config, not by the Secret's name.
+    source: Obj = {"oci": {"reference": strategy.oci}} if strategy.oci else {}
     session_spec["strategy"] = {
-        "path": strategy.session_path,
+        **(source or {"path": strategy.session_path}),
         "config": strategy_spec.get("config") or {},
     }
     return {
@@ -238,14 +274,22 @@ def _http_probe(path: str, *, period: int, failures: int) -> Obj:
 
 
 def runner_pod(
-    session: Obj, settings: RunnerSettings, strategy: StrategyMount, config_hash: str
+    session: Obj,
+    settings: RunnerSettings,
+    strategy: StrategyMount,
+    config_hash: str,
+    *,
+    state_dir: str = FIRST_STATE,
+    image: str | None = None,
 ) -> Obj:
-    """The runner Pod, its `kubetrade.io/runner-hash` annotation set."""
+    """The runner Pod, its `kubetrade.io/runner-hash` annotation set. `state_dir`: the
+    journal's directory on the session's volume; `image`: the runner image (default: the
+    operator's), as a spec that is rolled back to ran with."""
     name = session["metadata"]["name"]
     session_spec = session["spec"]
     port = int(session_spec.get("metricsPort", 9102))
     secrets = _secret_names(session_spec)
-    args = ["run", f"{SESSION_DIR}/{SESSION_FILE_KEY}", "--state-dir", STATE_DIR]
+    args = ["run", f"{SESSION_DIR}/{SESSION_FILE_KEY}", "--state-dir", state_path(state_dir)]
     args += ["--http-port", str(port)]
     mounts: list[Obj] = [
         {"name": "session", "mountPath": SESSION_DIR, "readOnly": True},
@@ -254,11 +298,15 @@ def runner_pod(
     ]
     volumes: list[Obj] = [
         {"name": "session", "configMap": {"name": config_map_name(name)}},
-        {"name": "data", "emptyDir": {}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": claim_name(name)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
     ]
-    if strategy.volume is not None:
+    if strategy.volume is not None and strategy.oci is None:
         mounts.append({"name": "strategy", "mountPath": STRATEGY_DIR, "readOnly": True})
+        volumes.append(strategy.volume)
+    if strategy.volume is not None and strategy.oci is not None:
+        args += ["--registry-config", REGISTRY_DIR]
+        mounts.append({"name": "registry", "mountPath": REGISTRY_DIR, "readOnly": True})
         volumes.append(strategy.volume)
     if secrets:
         args += ["--credentials-dir", CREDENTIALS_DIR]
@@ -270,11 +318,13 @@ def runner_pod(
         )
     container: Obj = {
         "name": CONTAINER,
-        "image": settings.image,
+        "image": image or settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["kubetrade"],
         "args": args,
         "env": [
+            # Compiled modules and pulled strategies, on the volume: a new pod of the same
+            # strategy starts without compiling or pulling it again.
             {"name": "KUBETRADE_CACHE", "value": f"{DATA_DIR}/cache"},
             {"name": "TMPDIR", "value": settings.scratch_dir},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
@@ -344,6 +394,28 @@ def runner_hash(pod: Obj) -> str:
     )
 
 
+def session_claim(session: Obj) -> Obj:
+    """The session's PersistentVolumeClaim, owned by it unless spec.storage.retainOnDelete."""
+    name = session["metadata"]["name"]
+    storage = session["spec"].get("storage") or {}
+    meta = _child_meta(session, claim_name(name))
+    if storage.get("retainOnDelete"):
+        del meta["ownerReferences"]  # the garbage collector leaves it when the session goes
+    claim: Obj = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": meta,
+        "spec": {
+            # One runner at a time uses it (never two pods at once), on one node.
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": str(storage.get("size") or "1Gi")}},
+        },
+    }
+    if storage.get("storageClassName"):
+        claim["spec"]["storageClassName"] = storage["storageClassName"]
+    return claim
+
+
 @dataclass(frozen=True, slots=True)
 class Desired:
     """Everything a session should own right now (no pod while suspended)."""
@@ -351,6 +423,8 @@ class Desired:
     config_map: Obj
     pod: Obj | None
     strategy: str
+    claim: Obj
+    config_hash: str
 
     @property
     def pod_hash(self) -> str | None:
@@ -359,11 +433,19 @@ class Desired:
         )
 
 
-def desired_children(session: Obj, settings: RunnerSettings) -> Desired:
-    """The desired children of a valid session; UnsupportedSession if it cannot run here."""
+def desired_children(
+    session: Obj,
+    settings: RunnerSettings,
+    *,
+    state_dir: str = FIRST_STATE,
+    image: str | None = None,
+) -> Desired:
+    """The desired children of a valid session (its spec's OCI reference pinned);
+    UnsupportedSession if it cannot run here."""
     strategy = strategy_mount(session["spec"])
     config_map = session_config_map(session, strategy)
+    config_hash = digest(config_map["data"])
     pod = None
     if not session["spec"].get("suspend"):
-        pod = runner_pod(session, settings, strategy, digest(config_map["data"]))
-    return Desired(config_map, pod, strategy.description)
+        pod = runner_pod(session, settings, strategy, config_hash, state_dir=state_dir, image=image)
+    return Desired(config_map, pod, strategy.description, session_claim(session), config_hash)

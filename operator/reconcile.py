@@ -1,10 +1,12 @@
 """One reconciliation of one session: observe, decide, act, record.
 
 Level-based: whatever woke us (a session event, a runner pod event, the resync timer, the
-deletion handler), we read the session, its runner pods and its ConfigMap afresh, let
-`plan` decide from those alone, take that one step, and write down what we saw. The
-next event carries the work on, so an operator restart, a lost event or a hand-deleted
-pod all end in the same place.
+deletion handler), we read the session, its runner pods, its ConfigMap and its claim
+afresh, resolve its strategy's tag if a new spec is taken up (resolve.py), read its
+runner's figures when they are due or a new spec is on probation, let `plan` decide from
+those alone, take that one step, and write down what we saw. The next event carries the
+work on, so an operator restart, a lost event or a hand-deleted pod all end in the same
+place.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from kubetrade.operator import children, status
+from kubetrade.operator import children, rollout, status
 from kubetrade.operator.kube import ApiError, Kube, core_path, session_path
 from kubetrade.operator.plan import Observed, Plan, owned_by, plan, previous_status
+from kubetrade.operator.resolve import resolve_strategy
 from kubetrade.operator.status import Outcome, SessionStatus
 
 log = logging.getLogger("kubetrade.operator")
@@ -58,15 +61,27 @@ class Reconciler:
                     pods.append(stray)
                 name_taken = stray is not None and not owned_by(stray, session)
             config_map = children.config_map_name(name)
+            claim = children.claim_name(name)
+            previous = previous_status(session)
+            resolution = None
+            deleting = bool(session["metadata"].get("deletionTimestamp"))
+            if not deleting and rollout.needs_resolution(session, previous, self.settings.image):
+                resolution = await resolve_strategy(self.kube, session)
+            figures, figures_from = await self._figures(session, previous, pods)
             observed = Observed(
                 session=session,
                 pods=pods,
                 config_map=await self.kube.get(core_path(namespace, "configmaps", config_map)),
                 name_taken=name_taken,
+                claim=await self.kube.get(core_path(namespace, "persistentvolumeclaims", claim)),
+                resolution=resolution,
+                figures=figures,
+                figures_from=figures_from,
+                now=datetime.now(UTC),
             )
             step = plan(observed, self.settings)
             await self._act(observed, step)
-            await self._record(session, step)
+            await self._record(session, step, observed.now)
             return step.finished
 
     async def _act(self, observed: Observed, step: Plan) -> None:
@@ -96,6 +111,16 @@ class Reconciler:
         if step.delete_config_map:
             name = children.config_map_name(observed.session["metadata"]["name"])
             await self.kube.delete(core_path(namespace, "configmaps", name))
+        claims = core_path(namespace, "persistentvolumeclaims")
+        try:
+            if step.create_claim is not None:
+                await self.kube.create(claims, step.create_claim)
+            if step.patch_claim is not None:
+                name = children.claim_name(observed.session["metadata"]["name"])
+                await self.kube.merge_patch(f"{claims}/{name}", step.patch_claim)
+        except ApiError as exc:
+            if exc.status != 409:  # made, or changed, meanwhile: the next event shows it
+                raise
         if step.create_pod is not None:
             try:
                 await self.kube.create(core_path(namespace, "pods"), step.create_pod)
@@ -111,14 +136,10 @@ class Reconciler:
         for kind, reason, message in step.events:
             await self.kube.event(observed.session, kind, reason, message)
 
-    async def _record(self, session: Obj, step: Plan) -> None:
+    async def _record(self, session: Obj, step: Plan, now: datetime) -> None:
         """Write the status if it says something new; an Event when the phase changes."""
         meta = session["metadata"]
-        now = datetime.now(UTC)
         previous = previous_status(session)
-        summary = previous.summary if previous is not None else None
-        if step.figures_from is not None:
-            summary = await self._figures(session, step.figures_from, summary, now)
         outcome = step.outcome
         new = SessionStatus(
             phase=outcome.phase,
@@ -127,6 +148,7 @@ class Reconciler:
             observed_generation=int(meta.get("generation", 0)),
             runner_pod=step.runner_pod,
             strategy=step.strategy,
+            strategy_digest=step.strategy_digest,
             real_money=step.real_money,
             conditions=status.conditions(
                 outcome,
@@ -134,8 +156,11 @@ class Reconciler:
                 generation=int(meta.get("generation", 0)),
                 previous=previous.conditions if previous is not None else [],
                 now=now,
+                deployment=step.deployed,
             ),
-            summary=summary,
+            summary=step.summary,
+            last_reconciled_spec=step.deployed,
+            last_stable_spec=step.stable,
         ).dump()
         old = session.get("status") or {}
         if new != old:
@@ -148,34 +173,51 @@ class Reconciler:
                 if exc.status != 404:  # gone meanwhile: nothing left to describe
                     raise
         # One Event per transition: a new phase, or a new trouble within Degraded/Failed.
-        troubled = outcome.phase in ("Degraded", "Failed")
+        troubled = outcome.phase in ("Degraded", "Failed", "RolledBack")
         before = (previous.phase, previous.reason) if previous is not None else None
         moved = before is None or before[0] != outcome.phase
         if moved:
             name = f"{meta['namespace']}/{meta['name']}"
             log.info("%s: %s (%s) %s", name, outcome.phase, outcome.reason, outcome.message)
-        if (moved or (troubled and before != (outcome.phase, outcome.reason))) and not step.events:
+        # The step's own Events tell an ordinary transition; a trouble has its own Event,
+        # unless the step already told it by that reason.
+        told = {reason for _, reason, _ in step.events}
+        quiet = outcome.reason in told if troubled else bool(step.events)
+        if (moved or (troubled and before != (outcome.phase, outcome.reason))) and not quiet:
             kind = "Warning" if troubled else "Normal"
             await self.kube.event(session, kind, outcome.reason or outcome.phase, outcome.message)
 
     async def _figures(
-        self,
-        session: Obj,
-        pod: Obj,
-        summary: status.RunnerSummary | None,
-        now: datetime,
-    ) -> status.RunnerSummary | None:
-        """The runner's figures, read from its /status at most every 15 s."""
+        self, session: Obj, previous: SessionStatus | None, pods: list[Obj]
+    ) -> tuple[Obj | None, str | None]:
+        """A running runner's /status and its pod's uid: while a new spec is on probation
+        at every pass (its stability is judged from them), else at most every 15 s."""
         key = (session["metadata"]["namespace"], session["metadata"]["name"])
+        up = [
+            p
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and (p.get("status") or {}).get("podIP")
+            and "running" in ((p["status"].get("containerStatuses") or [{}])[0].get("state") or {})
+        ]
+        if not up:
+            return None, None
+        deployed = previous.last_reconciled_spec if previous is not None else None
+        probation = deployed is None or deployed.state == "Deployed"
         tried = self._figures_tried.get(key)
         recently = tried is not None and time.monotonic() - tried < status.SUMMARY_INTERVAL_SECONDS
-        pod_ip = (pod.get("status") or {}).get("podIP")
-        if recently or not pod_ip or not status.summary_due(summary, now):
-            return summary
+        summary = previous.summary if previous is not None else None
+        now = datetime.now(UTC)
+        if not probation and (recently or not status.summary_due(summary, now)):
+            return None, None
         self._figures_tried[key] = time.monotonic()
-        port = int(session["spec"].get("metricsPort", 9102))
+        pod = up[0]
+        ports = pod["spec"]["containers"][0].get("ports") or [{}]
+        port = int(next((p for p in ports if p.get("name") == "metrics"), ports[0]).get(
+            "containerPort", session["spec"].get("metricsPort", 9102)
+        ))  # fmt: skip
         try:
-            payload = await self.kube.runner_status(pod_ip, port)
+            payload = await self.kube.runner_status(pod["status"]["podIP"], port)
         except aiohttp.ClientError:
             payload = None
-        return summary if payload is None else status.summary_from_runner(payload, now)
+        return payload, (pod["metadata"]["uid"] if payload is not None else None)

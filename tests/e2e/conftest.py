@@ -1,6 +1,6 @@
 """Fixtures for tests against a real kube-apiserver: `cluster`, `node_agent`, `namespace`,
-and for tests with real containers: `registry`, `pushed_image`, `workload_cluster`,
-`container_agent`.
+`crd` and `operator` (operator_process.py), and for tests with real containers: `registry`,
+`pushed_image`, `workload_cluster`, `container_agent`.
 
 One control plane and one node agent serve the whole session (started on first use, so a
 run without e2e tests builds nothing). Each test gets a fresh namespace. Tests that run
@@ -28,6 +28,8 @@ from .cluster import (
     start_cluster,
 )
 from .image import ImageBuildError, build_image
+from .operator_process import crd as crd  # the fixtures: the CRD applied, and the
+from .operator_process import operator as operator  # operator, one per test module
 from .registry import Registry, RegistryError
 from .registry import registry as registry  # the fixture, for every e2e test
 

@@ -210,12 +210,9 @@ def test_a_suspended_session_keeps_its_config_map_and_has_no_pod() -> None:
 
 
 def test_strategy_sources_the_operator_cannot_mount_are_refused_with_a_reason() -> None:
-    oci = {"oci": {"reference": "registry.example/sma@sha256:" + "0" * 64}, "config": {}}
-    with pytest.raises(UnsupportedSession) as refused:
-        desired_children(session(strategy=oci), SETTINGS)
-    assert refused.value.reason == "StrategySourceUnsupported"
-    with pytest.raises(UnsupportedSession, match="configMapRef"):
+    with pytest.raises(UnsupportedSession, match="configMapRef") as refused:
         desired_children(session(strategy={"path": "../sma.wasm", "config": {}}), SETTINGS)
+    assert refused.value.reason == "StrategySourceUnsupported"
     # An absolute path names a file inside the runner image: nothing to mount.
     pod = pod_of(session(strategy={"path": "/opt/strategies/sma.wasm", "config": {}}))
     assert "strategy" not in {v["name"] for v in pod["spec"]["volumes"]}
@@ -228,3 +225,95 @@ def test_the_kubernetes_example_is_a_session_the_operator_can_run() -> None:
     desired = desired_children({**document, "metadata": meta}, SETTINGS)
     assert desired.pod is not None
     assert container(desired.pod)["resources"]["limits"] == {"memory": "1Gi"}
+
+
+PINNED = "registry.example/strategies/sma:v1@sha256:" + "ab" * 32
+
+
+def test_an_oci_strategy_is_pulled_by_the_runner_pinned_with_the_pull_secret_mounted() -> None:
+    oci = {"oci": {"reference": PINNED, "pullSecretRef": {"name": "regcred"}}, "config": {}}
+    desired = desired_children(session(strategy=oci), SETTINGS)
+    document = yaml.safe_load(desired.config_map["data"]["session.yaml"])
+    # The runner loads exactly the digest; the Secret's name is the pod's business.
+    assert document["spec"]["strategy"] == {"oci": {"reference": PINNED}, "config": {}}
+    assert desired.strategy == PINNED
+    assert desired.pod is not None
+    runner = container(desired.pod)
+    args = runner["args"]
+    assert args[args.index("--registry-config") + 1] == children.REGISTRY_DIR
+    (volume,) = [v for v in desired.pod["spec"]["volumes"] if v["name"] == "registry"]
+    assert volume["secret"] == {
+        "secretName": "regcred",
+        "items": [{"key": ".dockerconfigjson", "path": ".dockerconfigjson"}],
+        "defaultMode": 0o440,
+    }
+    mounts = {m["name"]: m for m in runner["volumeMounts"]}
+    assert mounts["registry"] == {
+        "name": "registry", "mountPath": children.REGISTRY_DIR, "readOnly": True
+    }  # fmt: skip
+    assert "strategy" not in mounts
+    # Without a pull Secret the runner pulls anonymously: nothing mounted, no flag.
+    anonymous = pod_of(session(strategy={"oci": {"reference": PINNED}, "config": {}}))
+    assert "--registry-config" not in container(anonymous)["args"]
+    # A tag is resolved by the operator first; building children from one is a bug.
+    with pytest.raises(ValueError, match="resolve the tag"):
+        desired_children(
+            session(strategy={"oci": {"reference": "registry.example/s:v1"}, "config": {}}),
+            SETTINGS,
+        )
+
+
+def test_the_session_volume_is_a_claim_owned_by_the_session_unless_retained() -> None:
+    desired = desired_children(session(), SETTINGS)
+    claim = desired.claim
+    assert claim["metadata"]["name"] == "sma-data"
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == session()["metadata"]["uid"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}
+    }  # fmt: skip
+    assert desired.pod is not None
+    volumes = {v["name"]: v for v in desired.pod["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": "sma-data"}}
+    runner = container(desired.pod)
+    args = runner["args"]
+    assert args[args.index("--state-dir") + 1] == f"{children.DATA_DIR}/state"
+    cache = next(e["value"] for e in runner["env"] if e["name"] == "KUBETRADE_CACHE")
+    assert cache.startswith(children.DATA_DIR)  # compiled modules and pulls on the volume
+    storage = {"size": "5Gi", "storageClassName": "fast", "retainOnDelete": True}
+    kept = desired_children(session(storage=storage), SETTINGS).claim
+    assert "ownerReferences" not in kept["metadata"]
+    assert kept["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert kept["spec"]["storageClassName"] == "fast"
+
+
+def test_the_state_dir_and_image_come_from_the_deployment_and_change_the_pod() -> None:
+    body = session()
+    first = pod_of(body)
+    later = desired_children(body, SETTINGS, state_dir="state-3-0b6f3c52").pod
+    assert later is not None
+    args = container(later)["args"]
+    assert args[args.index("--state-dir") + 1] == f"{children.DATA_DIR}/state-3-0b6f3c52"
+    assert (
+        later["metadata"]["annotations"][ANNOTATION_HASH]
+        != (first["metadata"]["annotations"][ANNOTATION_HASH])
+    )
+    older = desired_children(body, SETTINGS, image="registry.example/kubetrade:old").pod
+    assert older is not None and container(older)["image"] == "registry.example/kubetrade:old"
+
+
+def test_the_operators_own_fields_stay_out_of_the_runners_session_file() -> None:
+    base = desired_children(session(), SETTINGS)
+    tuned = desired_children(
+        session(
+            rollback={"enabled": False, "stableBars": 9, "readinessTimeoutSeconds": 60},
+            storage={"size": "2Gi", "storageClassName": None, "retainOnDelete": True},
+            upgradeMode="stateless",
+        ),
+        SETTINGS,
+    )
+    # Tuning the rollout or the volume never restarts the runner.
+    assert tuned.config_map == base.config_map
+    assert tuned.config_hash == base.config_hash
+    assert tuned.pod_hash == base.pod_hash
+    document = yaml.safe_load(base.config_map["data"]["session.yaml"])
+    assert not {"rollback", "storage", "upgradeMode"} & document["spec"].keys()

@@ -46,8 +46,17 @@ def config_map(body: Obj) -> Obj:
     return desired_children(body, SETTINGS).config_map
 
 
+def claim(body: Obj) -> Obj:
+    made = copy.deepcopy(desired_children(body, SETTINGS).claim)
+    made["metadata"]["resourceVersion"] = "7"
+    return made
+
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
 def step(body: Obj, pods: list[Obj], cm: Obj | None = None) -> Plan:
-    return plan(Observed(session=body, pods=pods, config_map=cm), SETTINGS)
+    return plan(Observed(session=body, pods=pods, config_map=cm, now=NOW), SETTINGS)
 
 
 def deleted(p: Obj) -> Obj:
@@ -75,10 +84,16 @@ def test_a_new_session_gets_its_config_map_and_one_pod() -> None:
 def test_a_ready_up_to_date_pod_is_left_alone_and_its_figures_read() -> None:
     body = ours(session())
     current = running(body)
-    result = step(body, [current], config_map(body))
+    figures = {"bars": 1, "orders": 2, "strategy_errors": 0}
+    observed = Observed(
+        session=body, pods=[current], config_map=config_map(body), claim=claim(body),
+        figures=figures, figures_from="pod-1", now=NOW,
+    )  # fmt: skip
+    result = plan(observed, SETTINGS)
     assert (result.create_pod, result.delete_pods, result.write_config_map) == (None, [], None)
+    assert (result.create_claim, result.patch_claim) == (None, None)
     assert result.outcome.phase == "Running"
-    assert result.figures_from is current
+    assert result.summary is not None and (result.summary.bars, result.summary.orders) == (1, 2)
     not_ready = step(body, [running(body, ready=False)], config_map(body))
     assert not_ready.outcome.phase == "Starting"
 
