@@ -21,6 +21,7 @@ from kubetrade.runner.oci.fetch import fetch_strategy
 from kubetrade.runner.risk import RiskGate, RiskLimits
 from kubetrade.runner.session import Session, open_journal
 from kubetrade.runner.session_file import LoadedSession
+from kubetrade.runner.spec import SessionSpec
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
 from kubetrade.runner.strategy.source import StrategySourceError, read_strategy
@@ -77,6 +78,21 @@ def strategy_wasm(loaded: LoadedSession, options: RunOptions) -> bytes:
         return read_strategy(strategy_path(loaded, credentials_dir=options.credentials_dir))
     except StrategySourceError as exc:
         raise AssemblyError(f"spec.strategy.path: {exc}") from exc
+
+
+def strategy_digest(loaded: LoadedSession) -> str:
+    """The digest an OCI strategy is pinned by (the operator pins every one); "" otherwise."""
+    oci = loaded.session.spec.strategy.oci
+    if oci is None:
+        return ""
+    _, at, digest = str(oci.reference).rpartition("@")
+    return digest if at else ""
+
+
+def stream_speed(spec: SessionSpec) -> float:
+    """How many times faster than real time bars come (see SessionMetrics.speed)."""
+    config = spec.market_data.parsed()
+    return float(getattr(config, "speed", 1.0))
 
 
 def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> Engine:
@@ -158,7 +174,13 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
             wasm, functions, session=name, limits=limits, clock=lambda: state.now * 1_000_000
         )
 
-    metrics = SessionMetrics(session=name)
+    metrics = SessionMetrics(
+        session=name,
+        namespace=session.metadata.namespace or "",
+        strategy_digest=strategy_digest(loaded),
+        interval_s=spec.interval_ms / 1000,
+        speed=stream_speed(spec),
+    )
     metrics.trading(provider=spec.trading.provider, real_money=broker.is_live)
     return Engine(
         state=state,

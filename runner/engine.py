@@ -24,8 +24,10 @@ import contextlib
 import json
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, replace
+from time import perf_counter
 from typing import Any, Protocol
 
 from kubetrade.runner import collector
@@ -92,7 +94,8 @@ class Engine:
         self.broker = broker
         self.options = options
         self.metrics = self.orders.metrics
-        self.metrics.account_source = state.book.account
+        self.metrics.watch_session(state)
+        self._calls = self.metrics.strategy_calls  # timed inline on the bar path
         # Network feeds report their connection; replayed data has no such thing.
         self.feed_health: FeedHealth | None = getattr(market_data, "health", None)
         if self.feed_health is not None:
@@ -298,15 +301,28 @@ class Engine:
             self.orders.apply(updates, out)
         state.begin_bar(bar)
         self.bars += 1
-        self.metrics.bar(bar.symbol, bar.time)
+        metrics = self.metrics
+        # Counted inline (a method call per bar costs more than the counting): every
+        # symbol of the session is in both dicts from the start, and this bar's is one.
+        metrics.bars[bar.symbol] += 1
+        metrics.last_bar[bar.symbol] = bar.time
         out.append(ev.MarketData(bar))
+        started = perf_counter()
         self._call_strategy(bar, out)
+        metrics.processed_at = done = perf_counter()
+        # The call's duration, observed inline: a method call would cost as much again.
+        calls = self._calls
+        took = done - started
+        calls.counts[bisect_left(calls.bounds, took)] += 1
+        calls.sum += took
         # Events the host functions emitted during the call (placements, logs).
         if state.events:
-            out.extend(state.take_events())
+            events = state.take_events()
+            metrics.strategy_events(events)  # risk refusals, withdrawals, halts
+            out.extend(events)
         if state.outbox or state.cancels:
             state.commit_before_send()  # the intents are durable before anything leaves
-            await self.orders.send_queued(out)
+            await self.orders.send_queued(out, tick=started)
         state.end_bar(bar)
         crash_point("bar-done")
         limit = self.options.max_consecutive_strategy_errors
@@ -367,7 +383,7 @@ class Engine:
             self.strategy_errors += 1
             self._consecutive_errors += 1
             self._last_error = str(exc)
-            self.metrics.strategy_error()
+            self.metrics.strategy_error(exc)
             out.append(ev.StrategyError(bar, self._last_error))
             if exc.trapped and exc.host_function is None:
                 out.append(self._recover())
@@ -388,6 +404,7 @@ class Engine:
         self.strategy.close()
         self.strategy = self.new_strategy()
         self.strategy_restarts += 1
+        self.metrics.strategy_restart()
         self._start_strategy()
         return ev.EngineError(
             f"strategy restarted after it trapped (restart {self.strategy_restarts}); "

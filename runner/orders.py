@@ -9,6 +9,7 @@ so nothing is sent twice and nothing is forgotten.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,18 +58,22 @@ class OrderRouter:
                 )
         return out
 
-    async def send_queued(self, out: list[ev.Event]) -> None:
+    async def send_queued(self, out: list[ev.Event], *, tick: float | None = None) -> None:
+        """Send what the strategy queued on this bar; `tick` (perf_counter() when the bar
+        was handed to the strategy) times each order's way to the broker."""
         session = self.session
         while session.outbox:
             order = session.outbox.pop(0)
-            self.metrics.order("PLACED")
-            await self.send(order, out)
+            self.metrics.order(order, "PLACED")
+            await self.send(order, out, tick=tick)
         while session.cancels:
             order = session.cancels.pop(0)
             self.apply(await self.broker.cancel(order), out)
 
-    async def send(self, order: Order, out: list[ev.Event]) -> None:
+    async def send(self, order: Order, out: list[ev.Event], *, tick: float | None = None) -> None:
         crash_point("before-send")
+        if tick is not None:
+            self.metrics.tick_to_order.observe(time.perf_counter() - tick)
         updates = await self.broker.submit(order)
         crash_point("after-send")
         self.session.record_sent(order)
@@ -83,11 +88,11 @@ class OrderRouter:
                 if booked is None:
                     continue  # already booked (a venue may report a fill again after a restart)
                 order, fill = booked
-                self.metrics.fill()
+                self.metrics.fill(fill)
                 if order is not None:
                     out.append(ev.OrderFilled(order.copy(), fill))
                     if order.status is OrderStatus.FILLED:
-                        self.metrics.order("FILLED")
+                        self.metrics.order(order, "FILLED")
                 continue
             self.apply_update(update, out)
 
@@ -95,7 +100,7 @@ class OrderRouter:
         order = self.session.apply_update(update)
         if order is None:
             return
-        self.metrics.order(update.status.value)
+        self.metrics.order(order, update.status.value)
         event_type: Callable[..., ev.Event] = (
             ev.OrderCancelled if update.status is OrderStatus.CANCELLED else ev.OrderRejected
         )

@@ -35,6 +35,7 @@ from kubetrade.runner.domain import (
     bracket_children,
 )
 from kubetrade.runner.faults import crash_point
+from kubetrade.runner.histogram import FastHistogram
 from kubetrade.runner.ledger import Ledger
 from kubetrade.runner.risk import RiskGate
 from kubetrade.runner.session.commit import GroupCommit
@@ -91,7 +92,7 @@ class Session:
 
     __slots__ = (
         "_cancelling", "_journal", "_unsent", "book", "cache", "cancels", "epoch", "events",
-        "group", "marks", "name", "now", "outbox", "precision", "risk", "sequence",
+        "group", "marks", "name", "now", "outbox", "peak_equity", "precision", "risk", "sequence",
         "strategy_name", "symbol", "symbols", "window",
     )  # fmt: skip
 
@@ -127,6 +128,7 @@ class Session:
         self._cancelling: set[str] = set()  # cancels asked for, not yet confirmed
         self._journal = journal
         self.group = group or GroupCommit()
+        self.peak_equity = 0.0  # the highest equity after a bar: drawdown is measured from it
 
     @classmethod
     def create(
@@ -230,7 +232,15 @@ class Session:
     def _record_equity(self, time: int) -> None:
         ledger = self.book.ledger
         cash = ledger.cash
-        self._journal.record_equity(time, cash + ledger.market_value(self.book.marks), cash)
+        equity = cash + ledger.market_value(self.book.marks)
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        self._journal.record_equity(time, equity, cash)
+
+    @property
+    def journal_commits(self) -> FastHistogram:
+        """How long the journal's transactions took (for metrics)."""
+        return self._journal.commits
 
     @property
     def pending(self) -> bool:

@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from kubetrade.runner.domain import Fill, Mark, Order
 from kubetrade.runner.fencing import Fenced
+from kubetrade.runner.histogram import LATENCY_BUCKETS, FastHistogram
 from kubetrade.runner.session import records as rec
 from kubetrade.runner.session.migrate import upgrade
 from kubetrade.runner.session.schema import (
@@ -155,6 +157,7 @@ class Journal(JournalReader):
         self._logs: list[tuple[rec.Value, ...]] = []
         self._new_meta: dict[str, str] = {}
         self.pending = False
+        self.commits = FastHistogram(LATENCY_BUCKETS)  # seconds per transaction written
         # Nothing in memory is durable: an in-memory journal writes in large batches.
         self._batched = str(path) == ":memory:"
 
@@ -311,6 +314,7 @@ class Journal(JournalReader):
         if self.failed:
             raise JournalError(f"journal {self.path} failed earlier; nothing more is written")
         db = self._db
+        started = time.perf_counter()
         try:
             db.execute("BEGIN IMMEDIATE")
             self.check_epoch()
@@ -326,6 +330,7 @@ class Journal(JournalReader):
             if isinstance(exc, sqlite3.Error):  # e.g. locked for long by another process
                 raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
             raise
+        self.commits.observe(time.perf_counter() - started)
         self._clear()
         return True
 

@@ -420,6 +420,7 @@ class WasmStrategy:
                 f"{inside} ({TIMEOUT_FIELD}); look for an endless loop or heavy per-bar work",
                 call=export,
                 trapped=True,
+                timed_out=True,
             )
         # A Go panic or fatal error prints to stderr, then executes `unreachable`: the stderr
         # line is the useful part. After a panic the Go runtime is broken for good.
