@@ -31,6 +31,7 @@ from kubetrade.runner.engine import Engine
 from kubetrade.runner.marketdata import MarketDataError
 from kubetrade.runner.oci import command as strategy_commands
 from kubetrade.runner.report import build_report, export, format_report
+from kubetrade.runner.report_html import render_html
 from kubetrade.runner.server import RunnerServer
 from kubetrade.runner.session import JOURNAL_FILE, JournalError, JournalReader, StorageError
 from kubetrade.runner.session_file import (
@@ -121,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
     report.add_argument("--export", type=Path, help="also write orders, fills and marks here")
     report.add_argument("--export-format", choices=["csv", "parquet"], default="csv")
+    report.add_argument(
+        "--html", type=Path, metavar="OUT", help="also write a self-contained HTML page here"
+    )
     return parser
 
 
@@ -169,6 +173,15 @@ def _report(args: argparse.Namespace) -> int:
         if args.export is not None:
             for path in export(journal, args.export, args.export_format):
                 print(f"wrote {path}", file=sys.stderr)
+        if args.html is not None:
+            try:
+                args.html.write_text(render_html(journal, figures), encoding="utf-8")
+            except OSError as exc:
+                print(
+                    f"kubetrade: cannot write {args.html}: {exc.strerror or exc}", file=sys.stderr
+                )
+                return 2
+            print(f"wrote {args.html}", file=sys.stderr)
     finally:
         journal.close()
     return 0

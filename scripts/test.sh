@@ -7,6 +7,7 @@
 #   - the virtualenv (scripts/bootstrap.sh);
 #   - podman, runc, docker-registry, htpasswd, mmdebstrap from Debian
 #     (scripts/install-container-tools.sh, below; silent when installed);
+#   - prometheus (with promtool) and chromium from Debian (scripts/install-test-tools.sh);
 #   - the real kube-apiserver for tests/e2e (scripts/build-apiserver.sh, below);
 #   - helm (scripts/build-helm.sh: tests/unit/test_helm_chart.py and the helm e2e test);
 #   - the Debian base image and the kubetrade image (scripts/build-base-image.sh and
@@ -25,6 +26,9 @@ scripts/lint.sh
 # The container tools first: apt-get may take a minute on a fresh machine, and a
 # missing tool should stop the run here with apt's message, not halfway through it.
 scripts/install-container-tools.sh
+# Prometheus, promtool and Chromium for the observability tests (metrics, alert rules,
+# the HTML report's screenshot); silent when installed.
+scripts/install-test-tools.sh
 # The real kube-apiserver for tests/e2e: built once per machine and cached
 # (a cold build takes ~6-7 minutes on 2 cores, then it is instant).
 scripts/build-apiserver.sh >/dev/null
