@@ -305,7 +305,11 @@ def test_helm_install_runs_the_operator_and_a_session_in_containers_upgrades_and
 
     assert can("create", "pods", "-n", TRADING)
     assert can("patch", "livetradingsessions.kubetrade.io/status", "-n", TRADING)
-    assert not can("get", "secrets", "-n", TRADING)
+    # A session's pull Secret is read by name to resolve a strategy tag; no Secret is
+    # listed or watched, so none but the ones sessions name is ever seen.
+    assert can("get", "secrets", "-n", TRADING)
+    assert not can("list", "secrets", "-n", TRADING)
+    assert not can("watch", "secrets", "-n", TRADING)
     assert not can("create", "deployments", "-n", SYSTEM)
     # The chart's own check: its test pod asks the operator's /healthz through the Service.
     tested = helm("test", RELEASE, "-n", SYSTEM, "--timeout=2m", kubeconfig=admin)
