@@ -180,13 +180,16 @@ def test_every_object_has_the_standard_labels(helm: Path, example: Path | None) 
         assert labels["app.kubernetes.io/version"] == "0.1.0", where
         assert labels["app.kubernetes.io/managed-by"] == "Helm", where
         assert labels["helm.sh/chart"] == "kubetrade-0.1.0", where
-        assert labels["app.kubernetes.io/component"] in {"operator", "runner", "test"}, where
+        component = labels["app.kubernetes.io/component"]
+        assert component in {"operator", "runner", "test", "monitoring"}, where
         assert obj["metadata"]["name"].startswith(FULLNAME), where
 
 
 def test_the_examples_turn_on_what_they_say(helm: Path) -> None:
     monitoring = render(helm, "--values", str(CHART / "examples" / "monitoring.yaml"))
-    assert {"ServiceMonitor", "PodMonitor", "NetworkPolicy"} <= {o["kind"] for o in monitoring}
+    assert {"ServiceMonitor", "PodMonitor", "NetworkPolicy", "PrometheusRule"} <= {
+        o["kind"] for o in monitoring
+    }
     namespaced = render(helm, "--values", str(CHART / "examples" / "namespaced.yaml"))
     bindings = of_kind(namespaced, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["research", "trading"]
@@ -591,6 +594,8 @@ def test_the_monitors_scrape_the_operator_and_the_runner_pods(helm: Path) -> Non
     assert selector.items() <= _runner_pod_labels().items()
     endpoints = pod_monitor["spec"]["podMetricsEndpoints"]
     assert [e["port"] for e in endpoints] == ["metrics"]
+    # The runners' own session and namespace labels win over the target's.
+    assert [e["honorLabels"] for e in endpoints] == [True]
     assert "metrics" in _runner_port_names()
     assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["trading"]}
     # Serving every namespace, it looks in every namespace.
