@@ -8,18 +8,20 @@ and from REST (`aggregate`), so a backfilled bar equals the bar the stream
 would have built.
 
 When a live bar is delivered (deterministic: no wall clock involved): as soon as
-a part ending at or after the bucket's end arrives, or else when the first part
-of a later bucket arrives. A bucket whose last minutes had no trades therefore
-waits for the next trade.
+a part ending at or after the bucket's end arrives, or else when the venue's
+clock (`advance`: the newest part of any symbol on the connection) shows a later
+bucket. A bucket whose last minutes had no trades therefore waits for the next
+trade of any of the session's symbols.
 
 Whether a live bucket is whole: each aggregate carries the day's accumulated
 volume (`av`). When a part's `av - v` differs from the previous part's `av`,
 something was lost or arrived out of order in between (a disconnect, a dropped
 or reordered frame, a new trading day). The buckets that may have a hole are
 then not built from the stream: they are reported as Progress, which makes the
-feed fetch them from REST. Repeated parts are ignored; a part arriving after
-its bucket was delivered is ignored too (its absence had already been noticed
-through `av`, so that bucket came from REST).
+feed fetch them from REST. Repeated parts are dropped, and so is a part arriving
+after its bucket was delivered (its absence had already been noticed through
+`av`, or the clock had closed its bucket, so that bucket came from REST); each
+is reported as Stale, for the feed to count.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.marketdata.feed import Closed, Observation, Progress
+from kubetrade.runner.marketdata.feed import Closed, Observation, Progress, Stale
 
 __all__ = ["LiveAggregator", "Part", "aggregate"]
 
@@ -97,7 +99,7 @@ class LiveAggregator:
             self._done is not None and part.start < self._done
         )
         if late or part.start in self._parts:
-            return []  # see the module docstring
+            return [Stale(self.symbol)]  # see the module docstring
         whole = self._follows(part)
         out: list[Observation] = []
         if current is not None and bucket > current:
@@ -116,6 +118,13 @@ class LiveAggregator:
         if part.end >= bucket + self.interval_ms:
             out.append(self._close())
         return out
+
+    def advance(self, boundary: int) -> list[Observation]:
+        """The venue's clock reached `boundary`: a bucket that ended by then is complete."""
+        bucket = self._bucket
+        if bucket is None or bucket + self.interval_ms > boundary:
+            return []
+        return [self._close()]
 
     def _follows(self, part: Part) -> bool:
         """Whether nothing is missing between the newest part seen and this one."""

@@ -1,18 +1,19 @@
 """Which bars a live feed still owes, per symbol: the bookkeeping behind gap backfill.
 
-A feed learns about time from the venue's messages, never from the wall clock:
-seeing a bar in progress at time t (or a closed bar at t) proves that every bar
-before t has closed at the venue. Whatever the feed owes before t and has not
-delivered is a gap, fetched from the venue's REST API and delivered, in order,
-before anything at t. What is owed starts
-- after the newest bar delivered (or handed out by `history()` for warm-up);
+A feed learns about time from the venue, never from the wall clock: the venue's
+clock read after a (re)connect, a bar in progress at time t, or a closed bar at
+t, each prove that every bar before t has closed at the venue. Whatever the
+feed owes before t and has not delivered is a gap, fetched from the venue's
+REST API before anything at t. For each symbol the feed keeps `due`, the first
+bar time it may still deliver: everything before it was delivered, or fetched
+and found absent (a quiet minute of a stock). It starts
+- right after the newest bar handed out by `history()` for warm-up;
 - otherwise at the first time the venue showed, so a session without warm-up
-  owes only the bars from its first moment on, and a disconnect before its
-  first bar still gets backfilled.
+  owes only the bars from its first moment on.
 
-`admit` is the last gate before the engine: a bar not newer than the newest
-delivered for its symbol is refused, so a repeat or a late frame never reaches
-the strategy, whatever the network did.
+`due` only moves forward, so it is also the feed's promise about order: no bar
+of the symbol older than `due` will come (sequencer.py relies on it), and
+`admit` refuses one, whatever the network did.
 """
 
 from __future__ import annotations
@@ -27,15 +28,11 @@ __all__ = ["Cursors"]
 @dataclass(slots=True)
 class Cursors:
     interval_ms: int
-    _last: dict[str, int] = field(default_factory=dict)  # newest bar time delivered
-    _origin: dict[str, int] = field(default_factory=dict)  # first time owed, nothing delivered
+    _due: dict[str, int] = field(default_factory=dict)  # first bar time still owed
 
     def due(self, symbol: str) -> int | None:
         """The first bar time owed for `symbol`, or None when nothing is known yet."""
-        last = self._last.get(symbol)
-        if last is not None:
-            return last + self.interval_ms
-        return self._origin.get(symbol)
+        return self._due.get(symbol)
 
     def gap(self, symbol: str, before: int) -> tuple[int, int] | None:
         """The bar times [start, before) to backfill before delivering anything at `before`.
@@ -43,22 +40,26 @@ class Cursors:
         None when nothing is missing. The first call for an unknown symbol only
         records `before` as where the stream starts owing bars.
         """
-        due = self.due(symbol)
+        due = self._due.get(symbol)
         if due is None:
-            self._origin[symbol] = before
+            self._due[symbol] = before
             return None
         return (due, before) if before > due else None
 
     def admit(self, bar: Bar) -> bool:
-        """Whether `bar` is newer than every bar delivered for its symbol; if so, record it."""
-        last = self._last.get(bar.symbol)
-        if last is not None and bar.time <= last:
+        """Whether `bar` is still owed (not older than `due`); if so, record it as delivered."""
+        due = self._due.get(bar.symbol)
+        if due is not None and bar.time < due:
             return False
-        self._last[bar.symbol] = bar.time
+        self._due[bar.symbol] = bar.time + self.interval_ms
         return True
+
+    def covered(self, symbol: str, end: int) -> None:
+        """Every bar of `symbol` before `end` was delivered or found absent."""
+        due = self._due.get(symbol)
+        if due is None or end > due:
+            self._due[symbol] = end
 
     def resume_after(self, symbol: str, time: int) -> None:
         """Warm-up history went up to the bar at `time`: the stream owes what follows it."""
-        last = self._last.get(symbol)
-        if last is None or time > last:
-            self._last[symbol] = time
+        self.covered(symbol, time + self.interval_ms)

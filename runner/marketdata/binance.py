@@ -129,12 +129,15 @@ class BinanceVenue:
             start = out[-1].time + 1
         return out
 
-    async def history(self, symbol: str, *, end: int, count: int) -> list[Bar]:
+    async def clock(self) -> int:
         body = await self._get("/api/v3/time", {})
         try:
-            now = int(body["serverTime"])
+            return int(body["serverTime"])
         except (KeyError, TypeError, ValueError):
             raise TransientError("binance REST /api/v3/time: unexpected answer") from None
+
+    async def history(self, symbol: str, *, end: int, count: int) -> list[Bar]:
+        now = await self.clock()
         bars: list[Bar] = []
         before = end
         while len(bars) < count:

@@ -50,6 +50,9 @@ class FeedTimeouts:
     ping_timeout: float | None = 20.0  # a ping unanswered this long drops the connection
     close: float = 2.0  # wait this long for the closing handshake, then cut the connection
     idle: float | None = None  # no frame at all for this long means a stalled server
+    # Bars wait for a quiet symbol (sequencer.py) and no frame came for this long: ask the
+    # venue's clock what has closed, so its quiet minutes are confirmed over REST.
+    quiet: float | None = 5.0
 
 
 async def open_websocket(url: str, *, timeouts: FeedTimeouts, venue: str) -> ClientConnection:

@@ -9,10 +9,14 @@ rest, the same for every venue:
   backoff and jitter (reconnect.py) until `maxRetries` consecutive failures;
   a permanent failure (MarketDataError: bad key, unknown symbol) ends the
   stream at once;
-- before anything is delivered after a (re)connect, and whenever the stream
-  proves that bars were skipped, the missing closed bars come from REST, in
-  order (backfill.py);
-- a bar not newer than the last one delivered for its symbol is dropped;
+- after every (re)connect, before anything is delivered, every symbol is
+  backfilled from REST up to the last interval closed by the venue's clock,
+  so a symbol that trades thinly, or a stream that stays silent after a cut,
+  still gets its bars; and whenever the stream proves that bars were skipped,
+  the missing closed bars come from REST too (backfill.py);
+- bars are delivered in (time, session symbol order) across symbols, as a
+  replay of the same bars delivers them (sequencer.py);
+- a bar (or event) for an interval already delivered is dropped and counted;
 - an unreadable frame is counted and skipped;
 - `close()` ends the stream promptly, and cancelling the task that reads the
   stream closes the socket.
@@ -24,12 +28,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.protocol import State
 
 from kubetrade.runner.domain import EARLIEST_TIME_MS, LATEST_TIME_MS, MAX_PRICE, MAX_VOLUME, Bar
@@ -37,7 +41,13 @@ from kubetrade.runner.marketdata.backfill import Cursors
 from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.connection import FeedTimeouts, close_quietly, describe
 from kubetrade.runner.marketdata.health import FeedHealth
-from kubetrade.runner.marketdata.reconnect import Backoff, BackoffPolicy, TransientError
+from kubetrade.runner.marketdata.reconnect import (
+    Backoff,
+    BackoffPolicy,
+    CredentialsRefused,
+    TransientError,
+)
+from kubetrade.runner.marketdata.sequencer import Sequencer
 
 __all__ = [
     "Closed",
@@ -46,6 +56,7 @@ __all__ = [
     "MalformedFrame",
     "Observation",
     "Progress",
+    "Stale",
     "Venue",
     "checked_bar",
 ]
@@ -69,7 +80,15 @@ class Progress:
     time: int
 
 
-Observation = Closed | Progress
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """An event of `symbol` for an interval already handled (a repeat, or one that came
+    after its bar was built or fetched); the decoder dropped it, the feed counts it."""
+
+    symbol: str
+
+
+Observation = Closed | Progress | Stale
 
 
 class MalformedFrame(Exception):
@@ -112,6 +131,10 @@ class Venue(Protocol):
     async def check(self) -> None:
         """Raise MarketDataError for what no retry can fix (unknown symbols, a bad key)."""
 
+    async def clock(self) -> int | None:
+        """The venue's time (ms), from REST; None when this venue has no clock to read."""
+        ...
+
     async def connect(self) -> tuple[ClientConnection, Decoder]:
         """A websocket open, authenticated and subscribed to every symbol, and its decoder."""
         ...
@@ -150,6 +173,7 @@ class LiveFeed:
         self.health = FeedHealth(provider=venue.name)
         self._rng = rng or random.Random()
         self._cursors = Cursors(venue.interval_ms)
+        self._sequencer = Sequencer(self.symbols, self._cursors.due)
         self._closing = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._last_frame = 0.0  # loop time of the newest frame, for the idle watchdog
@@ -197,6 +221,7 @@ class LiveFeed:
         while True:
             try:
                 await self._unless_closing(self.venue.check())
+                await self._start()
                 break
             except TransientError as exc:
                 await self._pause(backoff, str(exc), at_least=exc.retry_after)
@@ -205,6 +230,7 @@ class LiveFeed:
             try:
                 ws, decode = await self._unless_closing(self.venue.connect())
             except TransientError as exc:
+                self._count(exc)
                 await self._pause(backoff, str(exc), at_least=exc.retry_after)
                 continue
             if opened:
@@ -216,11 +242,17 @@ class LiveFeed:
             reason = "the server closed the connection"
             retry_after: float | None = None
             try:
+                # Subscribed first, then caught up: nothing closes unseen in between
+                # (frames wait in the socket meanwhile).
+                await self._catch_up()
+                for bar in self._release():
+                    yield bar
                 async for bar in self._read(ws, decode, backoff):
                     yield bar
             except ConnectionClosed as exc:
                 reason = describe(exc)
             except TransientError as exc:
+                self._count(exc)
                 reason, retry_after = str(exc), exc.retry_after
             finally:
                 self.health.connected = False
@@ -234,14 +266,51 @@ class LiveFeed:
                 reason = f"stalled: no data for {self.timeouts.idle:g}s"
             await self._pause(backoff, reason, at_least=retry_after)
 
+    async def _start(self) -> None:
+        """A symbol without warm-up history owes the bars from the venue's moment of the
+        stream's start on: the bucket in progress then is its first."""
+        now = await self._unless_closing(self.venue.clock())
+        if now is None:
+            return  # no clock: the stream's first report of each symbol says where it starts
+        for symbol in self.symbols:
+            if self._cursors.due(symbol) is None:
+                self._cursors.covered(symbol, now - now % self.venue.interval_ms)
+
+    async def _catch_up(self) -> None:
+        """Every symbol's bars up to the last interval the venue's clock shows as closed:
+        after every (re)connect, and when bars wait for a symbol that stays quiet.
+
+        Not only the symbols the stream speaks of next: a thinly traded one, or a
+        stream that stays silent after the reconnect, would otherwise never get
+        the bars it missed, and the others' bars would wait for them.
+        """
+        now = await self._unless_closing(self.venue.clock())
+        if now is None:
+            return  # no clock: the stream's own progress reports drive the backfill
+        cutoff = now - now % self.venue.interval_ms
+        cursors = self._cursors
+        for symbol in self.symbols:
+            due = cursors.due(symbol)
+            if due is not None and due < cutoff:
+                self._hold_backfill(await self._backfill(symbol, due, cutoff))
+                cursors.covered(symbol, cutoff)
+
     async def _read(
         self, ws: ClientConnection, decode: Decoder, backoff: Backoff
     ) -> AsyncIterator[Bar]:
         loop = asyncio.get_running_loop()
         cursors, health, contiguous = self._cursors, self.health, self.venue.contiguous
-        interval = self.venue.interval_ms
         heard = False
-        async for frame in ws:
+        while True:
+            try:
+                frame = await self._receive(ws)
+            except ConnectionClosedOK:
+                break  # a clean close (a periodic disconnect): reconnect below
+            if frame is None:  # quiet, with bars waiting for their turn
+                await self._catch_up()
+                for bar in self._release():
+                    yield bar
+                continue
             self._last_frame = loop.time()
             try:
                 observations = decode(frame)
@@ -252,6 +321,9 @@ class LiveFeed:
                 if not heard:  # the venue talks: a later loss starts a fresh backoff
                     heard = True
                     backoff.succeeded()
+                if isinstance(seen, Stale):
+                    health.duplicates_dropped += 1
+                    continue
                 if isinstance(seen, Closed):
                     symbol, time = seen.bar.symbol, seen.bar.time
                 else:
@@ -259,22 +331,49 @@ class LiveFeed:
                 if contiguous or isinstance(seen, Progress):
                     gap = cursors.gap(symbol, time)
                     if gap is not None:
-                        for bar in await self._backfill(symbol, *gap):
-                            if cursors.admit(bar):
-                                health.backfilled_bars += 1
-                                health.saw_bar(bar.time + interval)
-                                yield bar
+                        self._hold_backfill(await self._backfill(symbol, *gap))
+                        cursors.covered(symbol, time)
                 if isinstance(seen, Closed):
                     if cursors.admit(seen.bar):
-                        health.saw_bar(time + interval)
-                        yield seen.bar
+                        self._sequencer.hold(seen.bar)
                     else:
                         health.duplicates_dropped += 1
+            for bar in self._release():
+                yield bar
         if self._closing.is_set():
             raise _Closing
         # The iteration ends quietly when the server closed cleanly (a periodic disconnect).
         reason = f": {ws.close_reason[:80]}" if ws.close_reason else ""
         raise TransientError(f"the server closed the connection (code {ws.close_code}{reason})")
+
+    async def _receive(self, ws: ClientConnection) -> str | bytes | None:
+        """The next frame; None when bars wait for a quiet symbol and `timeouts.quiet`
+        passed without one (a stock that does not trade sends nothing to say so)."""
+        quiet = self.timeouts.quiet
+        if quiet is None or not len(self._sequencer):
+            return await ws.recv()
+        try:
+            return await asyncio.wait_for(ws.recv(), quiet)  # recv is safe to cancel
+        except TimeoutError:
+            return None
+
+    def _hold_backfill(self, bars: list[Bar]) -> None:
+        for bar in bars:
+            if self._cursors.admit(bar):
+                self.health.backfilled_bars += 1
+                self._sequencer.hold(bar)
+
+    def _release(self) -> Iterator[Bar]:
+        """The bars whose turn has come (sequencer.py), each noted in the health figures
+        as it is handed on."""
+        interval = self.venue.interval_ms
+        for bar in self._sequencer.release():
+            self.health.saw_bar(bar.time + interval)
+            yield bar
+
+    def _count(self, exc: TransientError) -> None:
+        if isinstance(exc, CredentialsRefused):
+            self.health.auth_refusals += 1
 
     async def _backfill(self, symbol: str, start: int, end: int) -> list[Bar]:
         bars = await self._unless_closing(self.venue.bars(symbol, start=start, end=end))

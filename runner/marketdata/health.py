@@ -23,8 +23,9 @@ class FeedHealth:
     last_bar_close_ms: int | None = None  # close time of the newest bar delivered (ms, UTC)
     reconnects: int = 0  # connections opened after the first one
     malformed_frames: int = 0  # frames that could not be read as the venue's messages
-    duplicates_dropped: int = 0  # bars not newer than one already delivered (repeats, late)
+    duplicates_dropped: int = 0  # bars or events for an interval already handled (repeats, late)
     backfilled_bars: int = 0  # bars delivered from the venue's REST API after a gap
+    auth_refusals: int = 0  # refusals of credentials the venue had accepted before (retried)
     last_error: str = ""  # why the last connection ended or failed; never holds a secret
 
     def saw_bar(self, close_ms: int) -> None:

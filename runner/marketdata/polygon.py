@@ -17,6 +17,18 @@ A 1s session reads `A`; any session of whole minutes reads `AM` and aggregates
 (aggregate.py says how and when a bar is delivered). Daily and weekly sessions
 are refused: US stock days do not follow UTC days.
 
+Polygon sends each minute's aggregates of every ticker before any of the next
+minute's, so an aggregate of one ticker starting at t is the venue's clock for
+all of them: any bucket that ended by t is complete, whether or not a quiet
+ticker traded in it. The decoder closes such buckets and reports every symbol's
+progress to t, so a quiet symbol's missing minutes are confirmed over REST
+instead of holding the other symbols' bars back until it trades again.
+
+A key refused at the handshake of the first connection stops the session with
+a clear error (a wrong key, or a plan without websockets). A key that was
+accepted earlier in the run and is refused later is retried with the normal
+backoff (reconnect.CredentialsRefused), as is a REST 401 after that point.
+
 The API key travels only in the auth message and in an Authorization header,
 never in a URL, so no URL in an error or a log can reveal it.
 """
@@ -45,9 +57,19 @@ from kubetrade.runner.marketdata.connection import (
     open_websocket,
     receive_json,
 )
-from kubetrade.runner.marketdata.feed import LiveFeed, MalformedFrame, Observation, checked_bar
+from kubetrade.runner.marketdata.feed import (
+    LiveFeed,
+    MalformedFrame,
+    Observation,
+    Progress,
+    checked_bar,
+)
 from kubetrade.runner.marketdata.http import RejectedRequest, get_json
-from kubetrade.runner.marketdata.reconnect import BackoffPolicy, TransientError
+from kubetrade.runner.marketdata.reconnect import (
+    BackoffPolicy,
+    CredentialsRefused,
+    TransientError,
+)
 from kubetrade.runner.spec import PolygonConfig, SessionSpec
 
 __all__ = ["DELAYED_WS", "REALTIME_WS", "REST", "PolygonVenue", "create"]
@@ -123,6 +145,7 @@ class PolygonVenue:
         self._key = api_key
         self._symbols = {symbol.upper(): symbol for symbol in symbols}
         self._http: aiohttp.ClientSession | None = None
+        self._accepted = False  # the websocket accepted the key once: a later refusal is retried
 
     # -- websocket ---------------------------------------------------------------------
 
@@ -150,11 +173,14 @@ class PolygonVenue:
         return ws, AggregateDecoder(self._symbols, self.channel, self.interval_ms, self._scrub)
 
     async def _handshake(self, ws: ClientConnection) -> None:
-        timeout, name = self.timeouts.open, self.name
+        timeout, name, accepted = self.timeouts.open, self.name, self._accepted
         try:
             await _await_status(ws, "connected", within=timeout, scrub=self._scrub)
             await ws.send(json.dumps({"action": "auth", "params": self._key}))
-            await _await_status(ws, "auth_success", within=timeout, scrub=self._scrub)
+            await _await_status(
+                ws, "auth_success", within=timeout, scrub=self._scrub, accepted=accepted
+            )
+            self._accepted = True
             channels = ",".join(f"{self.channel}.{ticker}" for ticker in self._symbols)
             await ws.send(json.dumps({"action": "subscribe", "params": channels}))
         except ConnectionClosed as exc:
@@ -175,7 +201,7 @@ class PolygonVenue:
 
     async def history(self, symbol: str, *, end: int, count: int) -> list[Bar]:
         # A bucket is whole once the venue's clock has passed its end.
-        cutoff = min(end, await self._server_time(default=end))
+        cutoff = min(end, await self._server_time() or end)
         cutoff -= cutoff % self.interval_ms
         # Nights, weekends and holidays have no bars: look back well beyond `count` bars.
         lookback = 3 * count * self.interval_ms + 5 * _DAY
@@ -185,6 +211,9 @@ class PolygonVenue:
         )
         bars = aggregate(reversed(parts), self.interval_ms)
         return bars[-count:]
+
+    async def clock(self) -> int | None:
+        return await self._server_time()
 
     async def close(self) -> None:
         if self._http is not None:
@@ -224,15 +253,16 @@ class PolygonVenue:
             path, params = url.raw_path + ("?" + url.raw_query_string if url.query else ""), None
         return out
 
-    async def _server_time(self, *, default: int) -> int:
+    async def _server_time(self) -> int | None:
+        """The venue's clock, or None when this server has none to read."""
         try:
             body = await self._get("/v1/marketstatus/now")
         except RejectedRequest:
-            return default  # no clock from this server: trust the caller's
+            return None
         try:
             return datetime_to_ms(datetime.fromisoformat(str(body["serverTime"])))
         except (KeyError, TypeError, ValueError):
-            return default
+            return None
 
     async def _get(self, path: str, params: dict[str, str | int] | None = None) -> Any:
         if self._http is None:
@@ -252,9 +282,13 @@ class PolygonVenue:
         except (KeyError, TypeError, ValueError, MalformedFrame):
             raise TransientError("polygon REST aggregates: unreadable result") from None
 
-    def _refusal(self, exc: RejectedRequest, symbol: str) -> MarketDataError:
+    def _refusal(self, exc: RejectedRequest, symbol: str) -> Exception:
         body = exc.body if isinstance(exc.body, dict) else {}
         said = self._scrub(str(body.get("message") or body.get("error") or ""))[:200]
+        if exc.status == 401 and self._accepted:
+            return CredentialsRefused(
+                f"polygon refused the API key it had accepted before (HTTP 401: {said!r})"
+            )
         if exc.status == 401:
             return MarketDataError(
                 f"polygon rejected the API key (HTTP 401: {said!r}); check the 'api_key'"
@@ -276,9 +310,14 @@ class PolygonVenue:
 
 
 async def _await_status(
-    ws: ClientConnection, wanted: str, *, within: float, scrub: Callable[[str], str]
+    ws: ClientConnection,
+    wanted: str,
+    *,
+    within: float,
+    scrub: Callable[[str], str],
+    accepted: bool = False,
 ) -> None:
-    """Read status events until `wanted`; fail on a refusal."""
+    """Read status events until `wanted`; fail on a refusal (see _check_status)."""
     while True:
         message = await receive_json(ws, within=within, venue="polygon")
         events = message if isinstance(message, list) else [message]
@@ -286,13 +325,20 @@ async def _await_status(
             if isinstance(event, dict) and event.get("ev") == "status":
                 if event.get("status") == wanted:
                     return
-                _check_status(event, scrub)
+                _check_status(event, scrub, accepted=accepted)
 
 
-def _check_status(event: dict[str, Any], scrub: Callable[[str], str]) -> None:
-    """Raise for a status event that ends the connection; ignore the others."""
+def _check_status(
+    event: dict[str, Any], scrub: Callable[[str], str], *, accepted: bool = True
+) -> None:
+    """Raise for a status event that ends the connection; ignore the others. `accepted`:
+    the key was accepted before, so a refusal is the venue's passing trouble."""
     status = str(event.get("status", ""))
     said = scrub(str(event.get("message", "")))[:200]
+    if status == "auth_failed" and accepted:
+        raise CredentialsRefused(
+            f"polygon refused the API key it had accepted before (auth_failed: {said!r})"
+        )
     if status == "auth_failed":
         raise MarketDataError(
             f"polygon rejected the API key (auth_failed: {said!r}); check the 'api_key'"
@@ -306,7 +352,13 @@ def _check_status(event: dict[str, Any], scrub: Callable[[str], str]) -> None:
 
 
 class AggregateDecoder:
-    """Reads one connection's aggregate events into session bars (see aggregate.py)."""
+    """Reads one connection's aggregate events into session bars (see aggregate.py).
+
+    The newest aggregate start seen on the connection, of any ticker, is the
+    venue's clock (see the module docstring): whenever it enters a new session
+    bucket, every symbol's older buckets are closed and every symbol is reported
+    as progressed to it.
+    """
 
     def __init__(
         self, symbols: dict[str, str], channel: str, interval_ms: int, scrub: Callable[[str], str]
@@ -314,7 +366,9 @@ class AggregateDecoder:
         self._symbols = symbols
         self._channel = channel
         self._scrub = scrub
+        self._interval = interval_ms
         self._builders = {s: LiveAggregator(s, interval_ms) for s in symbols.values()}
+        self._boundary: int | None = None  # start of the newest bucket the clock entered
 
     def __call__(self, frame: str | bytes) -> list[Observation]:
         try:
@@ -339,6 +393,14 @@ class AggregateDecoder:
         out: list[Observation] = []
         for symbol, part in parts:
             out.extend(self._builders[symbol].add(part))
+        if parts:
+            newest = max(part.start for _, part in parts)
+            boundary = newest - newest % self._interval
+            if self._boundary is None or boundary > self._boundary:
+                self._boundary = boundary
+                for symbol, builder in self._builders.items():
+                    out.extend(builder.advance(boundary))
+                    out.append(Progress(symbol, boundary))
         return out
 
 

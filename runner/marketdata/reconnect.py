@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Backoff", "BackoffPolicy", "TransientError"]
+__all__ = ["Backoff", "BackoffPolicy", "CredentialsRefused", "TransientError"]
 
 
 class _BackoffConfig(Protocol):
@@ -92,3 +92,14 @@ class TransientError(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CredentialsRefused(TransientError):
+    """The venue refused credentials it had accepted earlier in this run.
+
+    A key that worked a minute ago was not mistyped: the venue is more likely
+    having a bad moment (Polygon answers auth_failed during its own incidents).
+    It is retried like any transient failure and counted (FeedHealth.auth_refusals);
+    a refusal that persists for `maxRetries` attempts in a row ends the session.
+    A key refused on its first use is a MarketDataError instead: no retry helps.
+    """

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, SMA_WASM
+from prometheus_client import generate_latest
 from servers import Fault, running
 from servers.polygon_market import PolygonMarket
 
@@ -31,9 +32,11 @@ from kubetrade.runner.marketdata import polygon
 from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.connection import FeedTimeouts
 from kubetrade.runner.marketdata.feed import LiveFeed
+from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.session_file import LoadedSession
 
 SYMBOLS = ("AAPL", "MSFT")
+MINUTE = 60_000
 KEY = "pk-test-5ecret-7f3a9"
 # Short enough that a stalled server is noticed quickly; nothing here is asserted on time.
 FAST = FeedTimeouts(open=5, request=5, ping_interval=0.2, ping_timeout=0.5, close=0.5)
@@ -199,18 +202,95 @@ async def test_a_refused_key_ends_the_run_with_a_clear_error_that_hides_the_key(
     assert market.connections == []  # refused over REST already: never retried
 
 
-async def test_auth_failed_on_the_websocket_ends_the_run_and_hides_the_key(
+async def test_a_key_refused_on_the_first_connection_stops_at_once(
     provider: Callable[..., LiveFeed], caplog: pytest.LogCaptureFixture
 ) -> None:
+    # REST took the key (a plan without websockets does that); the stream refuses it.
     caplog.set_level(logging.DEBUG)
-    faults = [[Fault("drop", 2)], [Fault("reject_auth", 0)]]
+    faults = [[Fault("reject_auth", 0)]]
     async with running(PolygonMarket(symbols=SYMBOLS, keys=[KEY], faults=faults)) as market:
         feed = provider(market)
         with pytest.raises(MarketDataError, match=r"rejected the API key \(auth_failed") as raised:
             await take(feed, per_symbol=10**6)
         await feed.close()
     assert KEY not in shown(caplog, raised.value)
-    assert len(market.connections) == 2  # auth_failed is final: no retry
+    assert len(market.connections) == 1  # a key never accepted: no retry
+    assert feed.health.auth_refusals == 0
+
+
+async def test_a_refusal_of_a_key_that_worked_is_retried_and_counted(
+    provider: Callable[..., LiveFeed], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The key worked on the first connection; the venue then refuses it twice (its own
+    # incident) and accepts it again: the session carries on, every bar once, in order.
+    caplog.set_level(logging.DEBUG)
+    faults = [[Fault("drop", 2)], [Fault("reject_auth", 0)], [Fault("reject_auth", 0)]]
+    market = PolygonMarket(symbols=SYMBOLS, keys=[KEY], faults=faults, history=100)
+    async with running(market):
+        feed = provider(market)
+        history = {s: await feed.history(s, end=now_ms(), count=20) for s in SYMBOLS}
+        got = await take(feed, per_symbol=30, reconnects=1)
+        metrics = SessionMetrics(session="s")
+        metrics.watch_feed(feed.health)
+        exported = generate_latest(metrics.registry).decode()
+        await feed.close()
+    for symbol in SYMBOLS:
+        every = expected_bars(market.bars[symbol], MINUTE)
+        newest = history[symbol][-1].time
+        assert got[symbol] == [b for b in every if b.time > newest][: len(got[symbol])]
+    assert feed.health.auth_refusals == 2
+    assert len(market.connections) == 4
+    assert 'kubetrade_marketdata_auth_refusals_total{provider="polygon",session="s"} 2.0' in (
+        exported
+    )
+    assert any("accepted before" in r.getMessage() for r in caplog.records)
+    assert KEY not in "\n".join(r.getMessage() for r in caplog.records)
+
+
+async def test_a_refusal_that_persists_ends_the_session(
+    provider: Callable[..., LiveFeed], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    faults = [[Fault("drop", 2)], *[[Fault("reject_auth", 0)]] * 10]
+    async with running(PolygonMarket(symbols=SYMBOLS, keys=[KEY], faults=faults)) as market:
+        feed = provider(market)  # maxRetries: 5
+        with pytest.raises(MarketDataError, match=r"gave up after 5 failed") as raised:
+            await take(feed, per_symbol=10**6)
+        await feed.close()
+    assert "polygon refused the API key it had accepted before (auth_failed" in str(raised.value)
+    assert KEY not in shown(caplog, raised.value)
+    # The drop was the first failed attempt in a row, the refusals the other five.
+    assert len(market.connections) == 1 + 5
+    assert feed.health.auth_refusals == 5
+
+
+async def test_repeated_and_late_events_are_counted_as_duplicates(
+    provider: Callable[..., LiveFeed],
+) -> None:
+    # Steps are taken by hand once the feed has caught up, so every repeat the server
+    # sends is one the feed drops; the count must be exactly that.
+    faults = [[Fault("duplicate", 1), Fault("duplicate", 3), Fault("duplicate", 4)]]
+    market = PolygonMarket(symbols=SYMBOLS, keys=[KEY], faults=faults, period=None)
+    async with running(market):
+        feed = provider(market)
+        queue: asyncio.Queue[Bar] = asyncio.Queue()
+
+        async def read() -> None:
+            async for bar in feed.stream():
+                await queue.put(bar)
+
+        reader = asyncio.create_task(read())
+        async with asyncio.timeout(30):
+            # Caught up: the venue's clock read once at the start, once after connecting.
+            while market.paths.count("/v1/marketstatus/now") < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            for _ in range(6):
+                await market.step()
+                assert {(await queue.get()).symbol for _ in SYMBOLS} == set(SYMBOLS)
+        reader.cancel()
+        await feed.close()
+    assert market.repeated_events == 6  # three steps, two tickers
+    assert feed.health.duplicates_dropped == market.repeated_events
 
 
 async def test_an_unknown_ticker_stops_the_stream_with_a_clear_error(

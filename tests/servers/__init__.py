@@ -158,6 +158,8 @@ class SimMarket:
         self.produced: list[dict[str, Bar]] = []  # the bars each live step closed
         self.connections: list[Connection] = []
         self.requests = 0
+        self.paths: list[str] = []  # the path of every REST request, in order
+        self.repeated_events = 0  # events sent twice by `duplicate` faults
         self._walks = {
             s: _Walk(random.Random(f"{seed}:{s}"), 100.0 + 50 * i)
             for i, s in enumerate(self.symbols)
@@ -267,6 +269,10 @@ class SimMarket:
     def _malformed_frames(self) -> list[str]:
         return ['{"stream": "x", "data": {', "[1, 2", '{"unexpected": true}']
 
+    def _events_in(self, frame: str) -> int:
+        """How many venue events one frame of `_step_frames` carries."""
+        return 1
+
     async def _on_fault(self, conn: Connection, fault: FaultKind) -> bool:
         """Venue-specific faults; True when the connection must end."""
         return False
@@ -336,6 +342,8 @@ class SimMarket:
                     continue
                 frames, conn.held = frames + conn.held, []
                 repeat = 2 if duplicate else 1
+                if duplicate:
+                    self.repeated_events += sum(self._events_in(frame) for frame in frames)
                 try:
                     for _ in range(repeat):
                         for frame in frames:
@@ -379,6 +387,7 @@ class SimMarket:
     ) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             self.requests += 1
+            self.paths.append(request.path)
             self.request_times.append(time.monotonic())
             if self._failing:
                 status, retry_after = self._failing.pop(0)

@@ -17,7 +17,9 @@ Speaks what the Polygon provider reads, as documented:
 - `GET /v3/reference/tickers/{t}`: the ticker, or 404 NOT_FOUND.
 - `GET /v1/marketstatus/now`: the simulated clock as `serverTime` (RFC 3339).
 REST wants the key as `Authorization: Bearer <key>` or `apiKey=<key>`, else 401.
-`quiet_every=n` leaves out one step in n per ticker, as a minute without trades.
+`quiet_every=n` leaves out one step in n per ticker, as a minute without trades;
+`thin={ticker: n}` lets that ticker trade on one step in n only, as a thinly
+traded stock.
 See the package docstring for the simulated clock and the fault scripts.
 """
 
@@ -54,11 +56,13 @@ class PolygonMarket(SimMarket):
         base: Literal["minute", "second"] = "minute",
         keys: Iterable[str] = ("test-key",),
         quiet_every: int | None = None,
+        thin: dict[str, int] | None = None,
         **kw: Any,
     ) -> None:
         self.channel = "AM" if base == "minute" else "A"
         self.keys = set(keys)
         self.quiet_every = quiet_every
+        self.thin = thin or {}
         self.day_volume: dict[tuple[str, int], float] = {}  # (ticker, start) -> av
         self._running_volume: dict[str, tuple[int, float]] = {}  # ticker -> (day, av)
         self._count = 0
@@ -78,6 +82,8 @@ class PolygonMarket(SimMarket):
         for index, symbol in enumerate(self.symbols):
             if self.quiet_every and (self._count + index) % self.quiet_every == 0:
                 continue  # no trades in this window: no aggregate at all
+            if symbol in self.thin and self._count % self.thin[symbol]:
+                continue
             bar = closed[symbol] = self._walks[symbol].bar(symbol, self.now, 1.0)
             self.bars[symbol].append(bar)
             day, total = self._running_volume.get(symbol, (-1, 0.0))
@@ -156,6 +162,9 @@ class PolygonMarket(SimMarket):
             "s": bar.time,
             "e": bar.time + self.step_ms,
         }
+
+    def _events_in(self, frame: str) -> int:
+        return len(json.loads(frame))
 
     def _malformed_frames(self) -> list[str]:
         ticker = self.symbols[0]
