@@ -28,6 +28,7 @@ from kubetrade.operator.handlers import RESYNC_SECONDS, build_registry, operator
 from kubetrade.operator.kube import Kube
 from kubetrade.operator.login import Login, load_login
 from kubetrade.operator.reconcile import Reconciler
+from kubetrade.runner import logformat
 
 DEFAULT_IMAGE: Final = "ghcr.io/kubetrade/kubetrade:0.1.0"
 
@@ -82,20 +83,31 @@ def _parser() -> argparse.ArgumentParser:
         default=RESYNC_SECONDS,
         help="look at every session at least this often (default: %(default)s)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=logformat.FORMATS,
+        help="console or json (default: $KUBETRADE_LOG_FORMAT or console)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log what every handler does")
     parser.add_argument("--debug", action="store_true", help="log kopf's internals too")
     return parser
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run until SIGTERM or SIGINT; the exit code."""
+def main(argv: Sequence[str], *, log_format: str | None = None) -> int:
+    """Run until SIGTERM or SIGINT; the exit code. `log_format`: kubetrade's own
+    --log-format, which the operator's overrides."""
     arguments = list(argv)
     if arguments[:1] == ["--"]:  # `kubetrade operator -- -A` reaches us with the separator
         arguments = arguments[1:]
-    args = _parser().parse_args(arguments)
+    parser = _parser()
+    parser.set_defaults(log_format=log_format or logformat.default_format())
+    args = parser.parse_args(arguments)
     # kopf's log format names the object each line is about; one handler, not two.
     logging.getLogger().handlers.clear()
     kopf.configure(verbose=args.verbose, debug=args.debug)
+    # Our JSON lines (kopf's object reference kept as a field), or kopf's console format;
+    # secrets redacted either way.
+    logformat.reformat(args.log_format)
     if not (args.verbose or args.debug):
         # Every event and resync "succeeds" in kopf's log; our own lines say what changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -15,10 +15,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kubetrade.runner import events as ev
+from kubetrade.runner import logformat
 from kubetrade.runner.assemble import AssemblyError, RunOptions, build_engine
 from kubetrade.runner.brokers import BrokerError
 from kubetrade.runner.console import ConsoleReporter
@@ -28,6 +29,7 @@ from kubetrade.runner.credentials import (
     refuse_credential_path,
 )
 from kubetrade.runner.engine import Engine
+from kubetrade.runner.logevents import JsonReporter
 from kubetrade.runner.marketdata import MarketDataError
 from kubetrade.runner.oci import command as strategy_commands
 from kubetrade.runner.report import build_report, export, format_report
@@ -64,6 +66,13 @@ _SETUP_ERRORS = (
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetrade", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-format",
+        choices=logformat.FORMATS,
+        default=logformat.default_format(),
+        help="console (for people) or json (a JSON object a line, with session, namespace,"
+        " epoch, bar time and order ids as fields); default: $KUBETRADE_LOG_FORMAT or console",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a LiveTradingSession locally")
@@ -133,11 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "operator":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logformat.configure(args.log_level, args.log_format)
     if args.command == "schema":
         print(json.dumps(json_schema(), indent=2))
         return 0
@@ -154,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "operator":
         from kubetrade.operator.main import main as operator_main
 
-        return operator_main(extra)
+        return operator_main(extra, log_format=args.log_format)
     return _run(args)
 
 
@@ -246,6 +251,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_loaded(args: argparse.Namespace, loaded: LoadedSession) -> int:
+    meta = loaded.session.metadata
+    logformat.bind(session=meta.name, namespace=meta.namespace)  # on every line from here
     try:
         engine = build_engine(
             loaded,
@@ -262,7 +269,15 @@ def _run_loaded(args: argparse.Namespace, loaded: LoadedSession) -> int:
     port = None if args.no_http else args.http_port
     if port is None and not args.no_http:
         port = loaded.session.spec.metrics_port
-    reporter = ConsoleReporter(quiet=args.quiet, equity=lambda: engine.state.book.account().equity)
+    # The epoch and the bar in hand, on every line from here (JSON logs).
+    logformat.bind(epoch=engine.state.epoch, bar_time=lambda: engine.state.now)
+    reporter: Callable[[ev.Event], None]
+    if args.log_format == "json":
+        reporter = JsonReporter(quiet=args.quiet)
+    else:
+        reporter = ConsoleReporter(
+            quiet=args.quiet, equity=lambda: engine.state.book.account().equity
+        )
     try:
         summary, error = asyncio.run(_drive(engine, reporter, port))
     except OSError as exc:
@@ -278,7 +293,7 @@ def _run_loaded(args: argparse.Namespace, loaded: LoadedSession) -> int:
 
 
 async def _drive(
-    engine: Engine, reporter: ConsoleReporter, port: int | None
+    engine: Engine, reporter: Callable[[ev.Event], None], port: int | None
 ) -> tuple[ev.Summary, str | None]:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

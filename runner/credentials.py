@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from kubetrade.runner.logformat import register_secrets
+
 # Where the operator mounts a session's credential Secrets in the runner pod.
 POD_CREDENTIALS_DIR: Final = Path("/etc/kubetrade/credentials")
 # Where Kubernetes and container runtimes mount secrets by default (the ServiceAccount
@@ -106,4 +108,5 @@ def load_credentials(
             if path.name.startswith(".") or not path.is_file():
                 continue
             values[path.name] = path.read_text().strip()
+    register_secrets(values.values())  # no log line may carry one, whatever its format
     return Credentials(provider, values)
