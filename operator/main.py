@@ -20,14 +20,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import kopf
 
 from kubetrade.operator.children import RunnerSettings
+from kubetrade.operator.endpoint import OperatorEndpoint, loopback_probe_url
 from kubetrade.operator.handlers import RESYNC_SECONDS, build_registry, operator_settings
-from kubetrade.operator.kube import Kube
 from kubetrade.operator.login import Login, load_login
-from kubetrade.operator.reconcile import Reconciler
+from kubetrade.operator.metrics import OperatorMetrics
+from kubetrade.operator.observe import ObservedKube, observed
 from kubetrade.runner import logformat
 
 DEFAULT_IMAGE: Final = "ghcr.io/kubetrade/kubetrade:0.1.0"
@@ -74,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--liveness",
         metavar="URL",
-        help="serve kopf's liveness probe here, e.g. http://0.0.0.0:8080/healthz",
+        help="serve kopf's liveness probe here, e.g. http://0.0.0.0:8080/healthz, and the"
+        " operator's /metrics on the same port",
     )
     parser.add_argument(
         "--resync-seconds",
@@ -122,15 +125,31 @@ def main(argv: Sequence[str], *, log_format: str | None = None) -> int:
 
 
 async def _operate(args: argparse.Namespace, login: Login) -> None:
-    async with Kube(login) as kube:
-        runner = RunnerSettings(image=args.runner_image, scratch_dir=args.runner_scratch_dir)
-        reconciler = Reconciler(kube, runner)
-        registry = build_registry(reconciler, login, resync_seconds=args.resync_seconds)
-        await kopf.operator(
-            registry=registry,
-            settings=operator_settings(),
-            standalone=True,  # peering would need kopf's peering CRD and more RBAC
-            clusterwide=not args.namespaces,
-            namespaces=args.namespaces,
-            liveness_endpoint=args.liveness,
-        )
+    metrics = OperatorMetrics()
+    kube = ObservedKube(login)
+    kube.metrics = metrics
+    # kopf's probe on a loopback port of its own; the --liveness port serves it and
+    # /metrics (endpoint.py).
+    endpoint = None
+    liveness = args.liveness
+    if liveness:
+        probe = loopback_probe_url(urlsplit(liveness).path or "/healthz")
+        endpoint = OperatorEndpoint(url=liveness, kopf_probe=probe, metrics=metrics)
+        await endpoint.start()
+        liveness = probe
+    try:
+        async with kube:
+            runner = RunnerSettings(image=args.runner_image, scratch_dir=args.runner_scratch_dir)
+            reconciler = observed(kube, runner, metrics)
+            registry = build_registry(reconciler, login, resync_seconds=args.resync_seconds)
+            await kopf.operator(
+                registry=registry,
+                settings=operator_settings(),
+                standalone=True,  # peering would need kopf's peering CRD and more RBAC
+                clusterwide=not args.namespaces,
+                namespaces=args.namespaces,
+                liveness_endpoint=liveness,
+            )
+    finally:
+        if endpoint is not None:
+            await endpoint.stop()

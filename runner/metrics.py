@@ -48,7 +48,7 @@ _MAX_REASONS: Final = 32  # distinct rejection reasons before the rest count as 
 class SessionMetrics:
     # Slots: the bar path reads and writes a few of these on every bar.
     __slots__ = (
-        "_halted_day", "bars", "fills", "interval_s", "is_ready", "label_names",
+        "_halted_day", "bars", "feed", "fills", "interval_s", "is_ready", "label_names",
         "label_values", "last_bar", "orders", "processed_at", "provider", "real_money",
         "registry", "rejections", "risk_halts", "session", "speed", "state", "strategy_calls",
         "strategy_errors", "strategy_restarts", "strategy_timeouts", "strategy_traps",
@@ -101,6 +101,7 @@ class SessionMetrics:
         self.strategy_calls = FastHistogram(LATENCY_BUCKETS)
         self.tick_to_order = FastHistogram(LATENCY_BUCKETS)
         self.state: Session | None = None
+        self.feed: FeedHealth | None = None  # a network feed's health, once watched
         r.register(_BarCollector(self))
         r.register(BuildCollector("runner", self.labels))
 
@@ -120,6 +121,7 @@ class SessionMetrics:
 
     def watch_feed(self, health: FeedHealth) -> None:
         """Export a network feed's health, read fresh at every scrape."""
+        self.feed = health
         self.registry.register(_FeedCollector(self, health))
 
     def order(self, order: Order, status: str) -> None:
@@ -205,7 +207,13 @@ class _BarCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self._metrics
         names, values = list(m.label_names), list(m.label_values)
-        yield m.gauge("kubetrade_ready", "1 when the runner is ready", float(m.is_ready))
+        # What /readyz answers: started, and a network feed connected.
+        ready = m.is_ready and (m.feed is None or m.feed.connected)
+        yield m.gauge(
+            "kubetrade_ready",
+            "1 when the runner is ready: strategy started, market data connected",
+            float(ready),
+        )
         if m.provider:
             real = GaugeMetricFamily(
                 "kubetrade_real_money",
@@ -335,11 +343,6 @@ class _FeedCollector(Collector):
             ("malformed_frames", "Market data frames skipped as malformed", h.malformed_frames),
             ("duplicate_bars", "Bars dropped as repeats or late", h.duplicates_dropped),
             ("backfilled_bars", "Bars fetched over REST after a gap", h.backfilled_bars),
-            (
-                "auth_refusals",
-                "Refusals of market data credentials accepted before (retried)",
-                h.auth_refusals,
-            ),
         ):
             counter = CounterMetricFamily(f"kubetrade_marketdata_{name}", help_text, labels=names)
             counter.add_metric(labels, float(value))

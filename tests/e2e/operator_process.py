@@ -59,6 +59,7 @@ def _free_port() -> int:
 class Operator:
     process: subprocess.Popen[bytes]
     log_path: Path
+    port: int = 0  # its HTTP port: /healthz (kopf's liveness) and /metrics
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -114,7 +115,7 @@ def operator(cluster: Cluster, node_agent: NodeAgent, crd: None) -> Iterator[Ope
             cwd=cluster.dir,
             preexec_fn=_die_with_parent,
         )
-    running = Operator(process, log_path)
+    running = Operator(process, log_path, port)
 
     def alive() -> bool:
         if process.poll() is not None:
