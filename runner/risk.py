@@ -2,8 +2,11 @@
 
 Every order a strategy places passes through `RiskGate.check` inside the host
 before any broker sees it. A breach refuses the order with a reason the
-strategy can read (the order's status becomes REJECTED). All windows are in
-bar time so the same replay refuses the same orders.
+strategy can read: the order's status becomes REJECTED for a breached limit,
+and FAILED with argo-trading's reason and wording where argo's backtest fails
+the order itself (a quantity of 0 or less: invalid_quantity; selling more than
+is held while short selling is off: insufficient_selling_power). All windows
+are in bar time so the same replay refuses the same orders.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetrade.runner.book import Book
-from kubetrade.runner.domain import Order, OrderType, RejectReason, Side
+from kubetrade.runner.domain import Order, OrderStatus, OrderType, RejectReason, Side
 
 _DAY_MS = 86_400_000
 _MINUTE_MS = 60_000
@@ -34,6 +37,7 @@ class RiskLimits:
 class Refusal:
     reason: str
     message: str
+    status: OrderStatus = OrderStatus.REJECTED  # FAILED where argo-trading fails the order
 
 
 @dataclass(slots=True)
@@ -93,7 +97,9 @@ class RiskGate:
             )
         if not (math.isfinite(order.quantity) and order.quantity > 0):
             return Refusal(
-                RejectReason.INVALID_QUANTITY, f"quantity must be > 0, got {order.quantity}"
+                RejectReason.INVALID_QUANTITY,
+                f"order quantity must be greater than zero: {order.quantity:.2f}",
+                OrderStatus.FAILED,
             )
         if order.order_type is OrderType.LIMIT and not (
             math.isfinite(order.price) and order.price > 0
@@ -147,10 +153,11 @@ class RiskGate:
         shorting = order.side is Side.SELL and order.quantity > held - selling + 1e-12
         if shorting and not limits.allow_short:
             return Refusal(
-                RejectReason.RISK_LIMIT,
-                f"selling {order.quantity} {order.symbol} would go short "
-                f"(held {held}, already selling {selling}); short selling is off "
-                "(spec.risk.allowShort)",
+                RejectReason.INSUFFICIENT_SELLING_POWER,
+                f"order quantity ({order.quantity:.2f}) exceeds selling power "
+                f"({held - selling:.2f}): {order.symbol} held {held}, already selling "
+                f"{selling}; short selling is off (spec.risk.allowShort)",
+                OrderStatus.FAILED,
             )
         if limits.max_order_notional is not None and notional > limits.max_order_notional:
             return Refusal(

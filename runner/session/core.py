@@ -300,7 +300,7 @@ class Session:
         refusal = self.risk.check(order, self.book, reference)
         self._record_risk()  # the rate window and the halt moved
         if refusal is not None:
-            self._refuse(order, refusal.reason, refusal.message)
+            self._refuse(order, refusal.reason, refusal.message, refusal.status)
             return
         self.book.add(order)
         self._unsent.add(order.client_order_id)
@@ -346,10 +346,16 @@ class Session:
         events, self.events = self.events, []
         return events
 
-    def _refuse(self, order: Order, reason: str, message: str) -> None:
+    def _refuse(
+        self,
+        order: Order,
+        reason: str,
+        message: str,
+        status: OrderStatus = OrderStatus.REJECTED,
+    ) -> None:
         self.book.add(order)
-        self.book.set_status(order, OrderStatus.REJECTED, self.now, reason, message)
-        self._record_order(order)
+        self.book.set_status(order, status, self.now, reason, message)
+        self._record_order(order, refused=True)
         self.events.append(ev.OrderRejected(order.copy()))
 
     # -- what the venue says (order routing) ----------------------------------------------
@@ -412,12 +418,13 @@ class Session:
 
     # -- journal records ---------------------------------------------------------------
 
-    def _record_order(self, order: Order) -> None:
+    def _record_order(self, order: Order, *, refused: bool = False) -> None:
         cid = order.client_order_id
         if order.status.is_final:
             self._cancelling.discard(cid)
-        # A refused order never reached the venue; any other is sent once confirmed.
-        sent = cid not in self._unsent and order.status is not OrderStatus.REJECTED
+        # A refused order never reached the venue (REJECTED, or FAILED where argo fails
+        # it in the host); any other is sent once confirmed.
+        sent = not refused and cid not in self._unsent and order.status is not OrderStatus.REJECTED
         self._journal.record_order(order, sent=sent, cancel=cid in self._cancelling)
 
     def _record_risk(self) -> None:

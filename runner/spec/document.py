@@ -249,7 +249,11 @@ class EngineSpec(Model):
         description="Bars kept per symbol for the strategy's lookbacks.",
     )
     decimal_precision: int = Field(
-        default=8, ge=0, le=12, description="Decimal places that order quantities are rounded to."
+        default=8,
+        ge=0,
+        le=12,
+        description="Decimal places order quantities are cut down to, as argo-trading does; a"
+        " positive quantity that cuts down to 0 fails the strategy's call.",
     )
     warmup_bars: int = Field(
         default=0,

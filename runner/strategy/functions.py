@@ -75,6 +75,15 @@ def market_data(bar: Bar) -> pb.MarketData:
     )
 
 
+def round_down(quantity: float, precision: int) -> float:
+    """`quantity` cut to `precision` decimal places, as argo-trading does it (Go's
+    math.Floor(q * 10^p) / 10^p, the same float operations): never more than the
+    strategy asked for, so an order sized to its cash stays within it. (Like argo's,
+    it can land one unit of the last place low: 2.3 at 8 places is 2.29999999.)"""
+    scale = 10.0**precision
+    return math.floor(quantity * scale) / scale
+
+
 def _bracket(request: pb.ExecuteOrder, name: str) -> Bracket | None:
     if not request.HasField(name):
         return None
@@ -375,8 +384,15 @@ class HostFunctions:
         if order_type is None:
             raise HostCallError(f"order has unknown order type {request.order_type}")
         quantity = request.quantity
-        if math.isfinite(quantity):
-            quantity = round(quantity, state.precision)
+        if math.isfinite(quantity) and quantity > 0:
+            quantity = round_down(quantity, state.precision)
+            if quantity <= 0:
+                # argo-trading fails the call here too; a quantity of 0 or less is an
+                # order the risk gate refuses (FAILED, invalid_quantity) instead.
+                raise HostCallError(
+                    f"order quantity {request.quantity!r} is too small or zero after rounding"
+                    f" down to {state.precision} decimal places (spec.engine.decimalPrecision)"
+                )
         order = Order(
             client_order_id=state.next_client_order_id(),
             symbol=request.symbol,
