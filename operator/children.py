@@ -329,6 +329,8 @@ def runner_pod(
             {"name": "TMPDIR", "value": settings.scratch_dir},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            # The runner's kubetrade_build_info says which image it runs.
+            {"name": "KUBETRADE_IMAGE", "value": image or settings.image},
         ],
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
         # A big strategy takes a while to compile: the startup probe allows two minutes.
