@@ -343,6 +343,11 @@ class _FeedCollector(Collector):
             ("malformed_frames", "Market data frames skipped as malformed", h.malformed_frames),
             ("duplicate_bars", "Bars dropped as repeats or late", h.duplicates_dropped),
             ("backfilled_bars", "Bars fetched over REST after a gap", h.backfilled_bars),
+            (
+                "auth_refusals",
+                "Refusals of market data credentials accepted before (retried)",
+                h.auth_refusals,
+            ),
         ):
             counter = CounterMetricFamily(f"kubetrade_marketdata_{name}", help_text, labels=names)
             counter.add_metric(labels, float(value))
