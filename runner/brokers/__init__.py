@@ -68,6 +68,7 @@ def create_broker(
                 minimum=config.min_fee_per_order,
             ),
             slippage_bps=config.slippage_bps,
+            fill_price=config.fill_price,
             precision=precision,
             # With a state directory the paper venue is as durable as a real one.
             store=(

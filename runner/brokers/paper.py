@@ -1,14 +1,21 @@
 """The paper broker: a local venue that fills orders against the session's bars.
 
-Execution model (bar-based, no look-ahead):
-- A market order placed while the strategy handles bar t fills at bar t's
-  close, moved against the order by `slippage_bps`, at bar t's time. The close
-  is the last price anyone knew when the decision was made.
-- A limit order that is marketable at that close fills the same way, never at
-  a worse price than its limit. Otherwise it rests and is matched against each
-  later bar before the strategy sees that bar: a buy fills when the bar's low
-  reaches the limit, at the limit, or at the bar's open if the bar opened
-  through it (likewise for sells with the high).
+Execution model (bar-based, no look-ahead), by `fill_price` (spec
+trading.config.fillPrice):
+- close (the default): a market order placed while the strategy handles bar t
+  fills at bar t's close, moved against the order by `slippage_bps`, at bar t's
+  time. The close is the last price anyone knew when the decision was made.
+- midpoint: the same, at (high + low) / 2 of bar t, the price argo-trading's
+  backtest fills a market order at.
+- nextOpen: the order waits for the symbol's next bar and fills at its open
+  (moved by the slippage), at that bar's time, before the strategy sees it; a
+  buy the cash no longer covers then fails.
+- A limit order that is marketable at that reference price (close or midpoint)
+  fills the same way, never at a worse price than its limit. Otherwise (and
+  always under nextOpen) it rests and is matched against each later bar before
+  the strategy sees that bar: a buy fills when the bar's low reaches the
+  limit, at the limit, or at the bar's open if the bar opened through it
+  (likewise for sells with the high).
 - Cash for resting buys and holdings for resting sells are reserved, so two
   orders can never spend the same money or sell the same units.
 Refusals come back as FAILED with the reason strings strategies test for.
@@ -29,6 +36,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from kubetrade.runner.brokers.base import BrokerEvent, OrderUpdate
 from kubetrade.runner.brokers.paper_store import PaperStore
@@ -65,6 +73,9 @@ class FeeModel:
         return 0.0
 
 
+FillPrice = Literal["close", "midpoint", "nextOpen"]
+
+
 @dataclass(slots=True)
 class _Resting:
     order: Order
@@ -76,6 +87,7 @@ class PaperBroker:
     initial_cash: float = 10_000.0
     fees: FeeModel = field(default_factory=FeeModel)
     slippage_bps: float = 0.0
+    fill_price: FillPrice = "close"  # what a market order fills at (see the module docstring)
     precision: int = 8
     name: str = "paper"
     is_live: bool = False
@@ -153,6 +165,18 @@ class PaperBroker:
             if price is None:
                 continue
             self._unrest(client_id)
+            short = self._cash_short(order, price)
+            if short is not None:  # a nextOpen buy the open has made too dear
+                events.append(
+                    self._status(
+                        order,
+                        OrderStatus.FAILED,
+                        bar.time,
+                        RejectReason.INSUFFICIENT_BUYING_POWER,
+                        short,
+                    )
+                )
+                continue
             events.append(self._fill(order, order.quantity, price, bar.time))
             events.extend(self._cancel_sibling(order, bar.time))
         return events
@@ -181,11 +205,13 @@ class PaperBroker:
             reason, message = refusal
             return [self._status(order, OrderStatus.FAILED, order.time, reason, message)]
         bar = self.last_bar[order.symbol]
-        price = self._execution_price(order, bar.close)
+        price = self._execution_price(order, bar)
         if price is not None:
             return [self._fill(order, order.quantity, price, bar.time)]
-        reserve = order.quantity * order.price if order.side is Side.BUY else 0.0
-        reserve += self.fees.fee(order.quantity, order.price) if order.side is Side.BUY else 0.0
+        reserve = 0.0
+        if order.side is Side.BUY:
+            estimate = self._estimate(order, bar)
+            reserve = order.quantity * estimate + self.fees.fee(order.quantity, estimate)
         self.resting[order.client_order_id] = _Resting(order, reserve)
         if self.store is not None:
             self.store.rest(order, reserve)
@@ -300,7 +326,7 @@ class PaperBroker:
         if bar is None:
             return RejectReason.UNKNOWN_SYMBOL, f"no market price for {order.symbol} yet"
         if order.side is Side.BUY:
-            price = self._execution_price(order, bar.close) or order.price
+            price = self._execution_price(order, bar) or self._estimate(order, bar)
             cost = order.quantity * price + self.fees.fee(order.quantity, price)
             available = self.ledger.cash
             if self.resting:
@@ -326,21 +352,51 @@ class PaperBroker:
             )
         return None
 
-    def _execution_price(self, order: Order, close: float) -> float | None:
-        """The price an order placed at `close` executes at now, or None if it rests."""
-        slip = self.slippage_bps / 10_000
-        if order.side is Side.BUY:
-            price = close * (1 + slip)
-            if order.order_type is OrderType.LIMIT:
-                return min(price, order.price) if close <= order.price else None
-            return price
-        price = close * (1 - slip)
-        if order.order_type is OrderType.LIMIT:
-            return max(price, order.price) if close >= order.price else None
-        return price
+    def _reference(self, bar: Bar) -> float:
+        """The price an order placed on `bar` is priced from (nextOpen: an estimate)."""
+        if self.fill_price == "midpoint":
+            return (bar.high + bar.low) / 2
+        return bar.close
 
-    @staticmethod
-    def _touch_price(order: Order, bar: Bar) -> float | None:
+    def _slipped(self, order: Order, price: float) -> float:
+        slip = self.slippage_bps / 10_000
+        return price * (1 + slip) if order.side is Side.BUY else price * (1 - slip)
+
+    def _execution_price(self, order: Order, bar: Bar) -> float | None:
+        """The price an order placed on `bar` executes at now, or None if it rests."""
+        if self.fill_price == "nextOpen":
+            return None  # nothing fills on the bar it was decided on
+        reference = self._reference(bar)
+        price = self._slipped(order, reference)
+        if order.order_type is OrderType.MARKET:
+            return price
+        if order.side is Side.BUY:
+            return min(price, order.price) if reference <= order.price else None
+        return max(price, order.price) if reference >= order.price else None
+
+    def _estimate(self, order: Order, bar: Bar) -> float:
+        """What a resting order will cost per unit, for the cash it reserves meanwhile."""
+        if order.order_type is OrderType.LIMIT:
+            return order.price
+        return self._slipped(order, self._reference(bar))
+
+    def _cash_short(self, order: Order, price: float) -> str | None:
+        """Why a buy filling now at `price` is not covered by the cash, or None if it is.
+        Only a market order waiting for the next open can come to that: a resting limit
+        buy never pays more than the limit its reservation was made for."""
+        if order.side is not Side.BUY or order.order_type is not OrderType.MARKET:
+            return None
+        if order.parent_id:
+            return None  # a stop covering a short: an exit is never refused
+        cost = order.quantity * price + self.fees.fee(order.quantity, price)
+        available = self.ledger.cash - sum(r.reserved_cash for r in self.resting.values())
+        if cost <= available + 1e-9:
+            return None
+        return f"order needs {cost:.2f} at the open but only {available:.2f} is available"
+
+    def _touch_price(self, order: Order, bar: Bar) -> float | None:
+        if order.order_type is OrderType.MARKET and not order.parent_id:
+            return self._slipped(order, bar.open)  # a nextOpen market order: at the open
         if _is_stop(order):
             # A stop executes at market once traded through: at its price, or at the open
             # if the bar gapped past it.

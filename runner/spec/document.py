@@ -153,9 +153,9 @@ class TradingSpec(Model):
         validate_default=True,  # an omitted config still has to suit the provider
         description="Provider settings, checked against the provider's own schema"
         " (paper: initialCash, currency, feeBps, slippageBps, feeModel, feePerShare,"
-        " minFeePerOrder; binance-*: restUrl, recvWindowMs, quoteAsset; ibkr-*: host, port,"
-        " clientId, account, exchange, currency, connectTimeoutSeconds; ccxt: exchange,"
-        " sandbox, restUrl, options). Never credentials.",
+        " minFeePerOrder, fillPrice; binance-*: restUrl, recvWindowMs, quoteAsset; ibkr-*:"
+        " host, port, clientId, account, exchange, currency, connectTimeoutSeconds; ccxt:"
+        " exchange, sandbox, restUrl, options). Never credentials.",
     )
     confirm_live: StrictBool = Field(
         default=False,

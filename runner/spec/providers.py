@@ -168,7 +168,7 @@ class PolygonConfig(BackoffConfig):
 
 
 class PaperConfig(Model):
-    """Simulated fills at the bar's close price; no venue involved."""
+    """Simulated fills against the session's bars; no venue involved."""
 
     initial_cash: float = Field(
         default=10_000.0, gt=0, le=MAX_MONEY, description="Starting cash balance."
@@ -194,6 +194,12 @@ class PaperConfig(Model):
     )
     min_fee_per_order: float = Field(
         default=1.0, ge=0, le=MAX_MONEY, description="Minimum fee per order, for feeModel perShare."
+    )
+    fill_price: Literal["close", "midpoint", "nextOpen"] = Field(
+        default="close",
+        description="Price a market order fills at, before slippage: close (the close of the"
+        " bar it was placed on), midpoint ((high + low) / 2 of that bar, as argo-trading's"
+        " backtest fills) or nextOpen (the open of the symbol's next bar).",
     )
 
 
