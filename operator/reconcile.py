@@ -63,6 +63,9 @@ class Reconciler:
             config_map = children.config_map_name(name)
             claim = children.claim_name(name)
             previous = previous_status(session)
+            if previous is None and session.get("status"):
+                # Its records (lastReconciledSpec, ...) are lost to this pass: say so.
+                log.warning("%s/%s: the status is unreadable; planning afresh", namespace, name)
             resolution = None
             deleting = bool(session["metadata"].get("deletionTimestamp"))
             if not deleting and rollout.needs_resolution(session, previous, self.settings.image):
@@ -106,7 +109,9 @@ class Reconciler:
                     }
                     await self.kube.replace(core_path(namespace, "configmaps", name), body)
             except ApiError as exc:
-                if exc.status != 409:  # someone wrote it meanwhile: the next event shows it
+                # 409: someone wrote it meanwhile, the next event shows it; a namespace
+                # being deleted takes the session too, the next event shows that.
+                if exc.status != 409 and not _namespace_terminating(exc):
                     raise
         if step.delete_config_map:
             name = children.config_map_name(observed.session["metadata"]["name"])
@@ -119,14 +124,18 @@ class Reconciler:
                 name = children.claim_name(observed.session["metadata"]["name"])
                 await self.kube.merge_patch(f"{claims}/{name}", step.patch_claim)
         except ApiError as exc:
-            if exc.status != 409:  # made, or changed, meanwhile: the next event shows it
+            # Made, changed or deleted meanwhile, or the namespace is going: the next event
+            # shows it.
+            if exc.status not in (404, 409) and not _namespace_terminating(exc):
                 raise
         if step.create_pod is not None:
             try:
                 await self.kube.create(core_path(namespace, "pods"), step.create_pod)
                 log.info("%s/%s: created", namespace, step.create_pod["metadata"]["name"])
             except ApiError as exc:
-                if exc.status != 409:  # 409: a pod of that name exists after all; wait for it
+                if _namespace_terminating(exc):
+                    pass  # the session goes with its namespace: nothing to start
+                elif exc.status != 409:  # 409: a pod of that name exists after all; wait
                     message = f"the API server refused the runner pod: {exc.message}"
                     step.outcome = Outcome("Failed", "RunnerPodRejected", message, stalled=True)
                     # Retried at every resync: one Event, not one per attempt.
@@ -185,7 +194,9 @@ class Reconciler:
         quiet = outcome.reason in told if troubled else bool(step.events)
         if (moved or (troubled and before != (outcome.phase, outcome.reason))) and not quiet:
             kind = "Warning" if troubled else "Normal"
-            await self.kube.event(session, kind, outcome.reason or outcome.phase, outcome.message)
+            # Rolled back: the Event says so (the status's reason keeps the cause).
+            reason = "RolledBack" if outcome.phase == "RolledBack" else outcome.reason
+            await self.kube.event(session, kind, reason or outcome.phase, outcome.message)
 
     async def _figures(
         self, session: Obj, previous: SessionStatus | None, pods: list[Obj]
@@ -221,3 +232,8 @@ class Reconciler:
         except aiohttp.ClientError:
             payload = None
         return payload, (pod["metadata"]["uid"] if payload is not None else None)
+
+
+def _namespace_terminating(exc: ApiError) -> bool:
+    """The API server refuses new objects in a namespace that is being deleted."""
+    return exc.status == 403 and "being terminated" in exc.message
