@@ -78,6 +78,12 @@ class Registry:
             raise RegistryError(f"podman push {image} failed:\n{done.stderr[-4000:]}")
         return f"{self.host}/{repository}@{digest_file.read_text().strip()}"
 
+    def blob_file(self, digest: str) -> Path:
+        """Where the registry keeps blob `digest` (filesystem storage): tests change it."""
+        hexdigest = digest.removeprefix("sha256:")
+        blobs = self.directory / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+        return blobs / hexdigest[:2] / hexdigest / "data"
+
     def status(self, path: str, *, authenticated: bool = True) -> int:
         """The HTTP status of GET <path> on the registry (e.g. /v2/)."""
         request = urllib.request.Request(f"http://{self.host}{path}")

@@ -3,7 +3,8 @@
 The Go strategies in strategies/ are 4.2-4.6 MB, over the 1 MiB a ConfigMap (any object)
 may hold, so e2e tests that mount a strategy from a ConfigMap use this one. It speaks ABI
 version 1 (memory, malloc/free, _initialize, the six trading_strategy_* exports), answers
-the metadata calls and does nothing on each bar.
+the metadata calls and does nothing on each bar, or, with trap_on_bar, traps on every bar
+(a strategy version that must be rolled back).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ _DATA_BASE = 1024
 _HEAP_BASE = 65536  # page 0 holds the answers, the bump allocator hands out page 1 onwards
 
 
-def tiny_strategy_wasm(name: str = "tiny") -> bytes:
+def tiny_strategy_wasm(name: str = "tiny", *, trap_on_bar: bool = False) -> bytes:
     answers = {
         "trading_strategy_name": pb.NameResponse(name=name).SerializeToString(),
         "trading_strategy_get_identifier": pb.GetIdentifierResponse(
@@ -60,7 +61,8 @@ def tiny_strategy_wasm(name: str = "tiny") -> bytes:
     (local.get $p))
   (func (export "free") (param i32))
   (func (export "trading_strategy_initialize") (param i32 i32) (result i64) (i64.const 0))
-  (func (export "trading_strategy_process_data") (param i32 i32) (result i64) (i64.const 0))
+  (func (export "trading_strategy_process_data") (param i32 i32) (result i64)
+    {"unreachable" if trap_on_bar else "(i64.const 0)"})
   {" ".join(funcs)}
 )"""
     return bytes(wasmtime.wat2wasm(wat))
