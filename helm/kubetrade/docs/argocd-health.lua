@@ -4,8 +4,9 @@
 --   resource.customizations.health.kubetrade.io_LiveTradingSession: |
 --     <this file>
 --
--- Progressing  until the operator has seen the newest spec (status.observedGeneration)
---              and while the runner starts, stops or is replaced;
+-- Progressing  until the operator has seen the newest spec (status.observedGeneration),
+--              while the runner starts, stops or is replaced, and while a new spec is on
+--              probation (Reconciling: its runner is up, not yet proven stable);
 -- Degraded     when the session is stalled (nothing improves until someone changes
 --              something), degraded, failed, or running an older spec after a rollback;
 -- Suspended    when spec.suspend holds the runner stopped;
@@ -72,6 +73,11 @@ end
 if phase == "Suspended" or holds("Suspended") then
   hs.status = "Suspended"
   hs.message = "Suspended by spec.suspend"
+  return hs
+end
+if phase == "Running" and holds("Reconciling") then
+  hs.status = "Progressing"
+  hs.message = said("Reconciling")
   return hs
 end
 if (phase == "Running" and holds("Ready")) then
