@@ -380,10 +380,19 @@ def _step(
 
     was_up = previous is not None and previous.phase in ("Running", "Degraded", "RolledBack")
     state = status.runner_state(live[0], was_up=was_up)
+    message = state.message
+    bound = (observed.claim or {}).get("status", {}).get("phase")
+    if state.phase == "Pending" and observed.claim is not None and bound != "Bound":
+        # A pod waits for its claim: say so, the likeliest cause is the cluster's storage.
+        name = observed.claim["metadata"]["name"]
+        message += (
+            f"; its claim {name} is {bound or 'Pending'} (without a default StorageClass,"
+            " name one in spec.storage.storageClassName)"
+        )
     return Outcome(
         state.phase,
         state.reason,
-        state.message,
+        message,
         stalled=state.stalled,
         runner_ready=state.ready,
         runner_reason=state.reason,

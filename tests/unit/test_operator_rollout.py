@@ -413,3 +413,14 @@ def test_the_claim_is_made_adopted_or_released_as_retain_on_delete_says() -> Non
     going = copy.deepcopy(found)
     going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert claim_plan(body, going).outcome.reason == "ClaimTerminating"
+    # A runner that waits for its claim says so.
+    unbound = copy.deepcopy(found)
+    unbound["status"] = {"phase": "Pending"}
+    waiting_pod = copy.deepcopy(desired_children(body, SETTINGS).pod)
+    assert waiting_pod is not None
+    waiting_pod["metadata"]["uid"] = "pod-1"
+    waiting_pod["status"] = {"phase": "Pending"}
+    observed = Observed(session=body, pods=[waiting_pod], config_map=None, claim=unbound, now=T0)
+    outcome = plan(observed, SETTINGS).outcome
+    assert outcome.reason == "RunnerUnscheduled"
+    assert "its claim sma-data is Pending" in outcome.message
