@@ -2,8 +2,9 @@
 
 Everything that changes what the session knows is a method here, and each
 method records the change in the journal as it makes it; nobody else touches
-the journal. The journal is always there (in memory without a state directory),
-so a session with a state directory and one without run the same code.
+the journal. The journal is always there (in memory without a state directory,
+where its commits keep nothing), so a session with a state directory and one
+without run the same code.
 
 Host functions run synchronously inside a strategy call, so an order the
 strategy places is checked and recorded at once but only queued (`outbox`); the
@@ -218,9 +219,7 @@ class Session:
         risk.start_of_bar(bar.time, self.book)
         if risk.day != day:
             self._record_risk()
-        journal = self._journal
-        journal.record_cursor(bar.symbol, bar.time)
-        journal.record_price(bar.symbol, bar.time, bar.close)
+        self._journal.record_bar(bar.symbol, bar.time, bar.close)
 
     def end_bar(self, bar: Bar) -> None:
         """The bar is done, its orders sent: record its closing equity; commit the group
@@ -428,4 +427,8 @@ class Session:
         self._journal.record_order(order, sent=sent, cancel=cid in self._cancelling)
 
     def _record_risk(self) -> None:
-        self._journal.record_meta("risk", json.dumps(self.risk.state(), sort_keys=True))
+        # Every accepted order moves the risk state: it is serialized when it is written.
+        self._journal.record_meta("risk", self._risk_text)
+
+    def _risk_text(self) -> str:
+        return json.dumps(self.risk.state(), sort_keys=True)

@@ -9,6 +9,11 @@ bars costs a few rows, not a few rows per bar.
 Durability: WAL mode with `synchronous=FULL`, so a committed transaction
 survives kill -9 and power loss alike.
 
+Without a state directory the journal lives in memory: the session records
+into it through the same calls, and its commits drop what they would write
+(there is no disk to make it durable on, and nobody reads it back), so a bar
+costs its records, not rows built, checksummed and inserted.
+
 Integrity: every row carries a checksum (records.py). Opening reads the whole
 journal back over a read-only connection and checks every row (verify.py)
 before the first write, so a journal that fails any check is refused
@@ -27,7 +32,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kubetrade.runner.domain import Fill, Mark, Order
@@ -47,7 +52,6 @@ from kubetrade.runner.session.verify import COUNTED, JournalError, Snapshot, rea
 __all__ = ["JOURNAL_FILE", "Journal", "JournalError", "JournalReader", "Snapshot", "open_journal"]
 
 _EPOCH_SQL = "SELECT value FROM session WHERE key='epoch'"  # the primary key: one index probe
-_MEMORY_BATCH = 4096  # records an in-memory journal holds before it writes them
 _UPSERT = {t.name: rec.upsert_sql(t) for t in rec.TABLES}
 _INSERT = {t.name: rec.insert_sql(t) for t in rec.TABLES}
 
@@ -145,8 +149,11 @@ class Journal(JournalReader):
         self._order_seqs = dict(snapshot.order_seqs)
         self._last = {name: snapshot.last_seq.get(name, 0) for name in COUNTED}
         self._counts = {name: snapshot.counts.get(name, 0) for name in COUNTED}
-        self._meta = {k: v for k, v in snapshot.meta.items() if k not in ("tally", "epoch")}
-        # What was recorded since the last commit, coalesced by key.
+        self._meta: dict[str, str | Callable[[], str]] = {
+            k: v for k, v in snapshot.meta.items() if k not in ("tally", "epoch")
+        }
+        # What was recorded since the last commit, coalesced by key. Rows are built and
+        # checksummed only when they are written (`_write`): recording is on the bar path.
         self._orders: dict[str, tuple[Order, bool, bool]] = {}
         self._fills: list[tuple[rec.Value, ...]] = []
         self._cursor: dict[str, int] = {}
@@ -154,12 +161,13 @@ class Journal(JournalReader):
         self._equity: dict[int, tuple[float, float]] = {}
         self._cache: dict[str, str] = {}
         self._marks: list[tuple[rec.Value, ...]] = []
-        self._logs: list[tuple[rec.Value, ...]] = []
-        self._new_meta: dict[str, str] = {}
+        self._logs: list[tuple[int, int, str, str, dict[str, str]]] = []
+        self._new_meta: dict[str, str | Callable[[], str]] = {}
         self.pending = False
         self.commits = FastHistogram(LATENCY_BUCKETS)  # seconds per transaction written
-        # Nothing in memory is durable: an in-memory journal writes in large batches.
-        self._batched = str(path) == ":memory:"
+        # A journal in memory has nothing to make durable and nobody reads it back: its
+        # commits count and coalesce what was recorded as a file's do, then drop it.
+        self._durable = str(path) != ":memory:"
 
     # -- opening ----------------------------------------------------------------
 
@@ -211,8 +219,9 @@ class Journal(JournalReader):
     @classmethod
     def in_memory(cls, session: str) -> Journal:
         """A journal that lives as long as the process: a session without a state
-        directory runs the very same code, and keeps nothing. Since nothing in it can be
-        made durable, its commits write only every few thousand records."""
+        directory records every change through the very same calls, and keeps nothing.
+        Since nothing in it can be made durable and nothing reads it back, its commits
+        write no rows (see commit_records)."""
         db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         _create(db, session)
         snapshot = read_snapshot(db, Path(":memory:"), session=session)
@@ -259,7 +268,13 @@ class Journal(JournalReader):
     def record_fill(self, fill: Fill) -> None:
         self._last["fills"] += 1
         self._counts["fills"] += 1
-        self._fills.append(rec.seal(rec.FILLS, rec.fill_values(fill, seq=self._last["fills"])))
+        self._fills.append(rec.fill_values(fill, seq=self._last["fills"]))
+        self.pending = True
+
+    def record_bar(self, symbol: str, time: int, close: float) -> None:
+        """A bar begun: its symbol's cursor and last price (one call: it runs every bar)."""
+        self._cursor[symbol] = time
+        self._prices[symbol] = (time, close)
         self.pending = True
 
     def record_cursor(self, symbol: str, time: int) -> None:
@@ -281,24 +296,27 @@ class Journal(JournalReader):
     def record_mark(self, mark: Mark) -> None:
         self._last["marks"] += 1
         self._counts["marks"] += 1
-        self._marks.append(rec.seal(rec.MARKS, rec.mark_values(mark, seq=self._last["marks"])))
+        self._marks.append(rec.mark_values(mark, seq=self._last["marks"]))
         self.pending = True
 
     def record_log(self, time: int, level: str, message: str, fields: dict[str, str]) -> None:
         self._last["logs"] += 1
         self._counts["logs"] += 1
-        values = rec.log_values(self._last["logs"], time, level, message, fields)
-        self._logs.append(rec.seal(rec.LOGS, values))
+        # A copy: the caller's dict also travels in an event (its JSON is made at write).
+        self._logs.append((self._last["logs"], time, level, message, dict(fields)))
         self.pending = True
 
-    def record_meta(self, key: str, value: str) -> None:
-        """A session-wide value (initial cash, risk state), replacing the previous one."""
+    def record_meta(self, key: str, value: str | Callable[[], str]) -> None:
+        """A session-wide value (initial cash, risk state), replacing the previous one.
+        Given as a function, the value is made when it is written (or read by `meta`):
+        a value that changes many times between commits is serialized once."""
         self._meta[key] = value
         self._new_meta[key] = value
         self.pending = True
 
     def meta(self, key: str) -> str | None:
-        return self._meta.get(key)  # as recorded, committed or not
+        value = self._meta.get(key)  # as recorded, committed or not
+        return value() if callable(value) else value
 
     # -- committing -------------------------------------------------------------------
 
@@ -309,8 +327,9 @@ class Journal(JournalReader):
         so a stale runner sends none."""
         if not self.pending:
             return False
-        if self._batched and self._held() < _MEMORY_BATCH:
-            return True  # "committed": there is no disk to make it durable on
+        if not self._durable:
+            self._clear()  # "committed": there is no disk to make it durable on
+            return True
         if self.failed:
             raise JournalError(f"journal {self.path} failed earlier; nothing more is written")
         db = self._db
@@ -342,7 +361,7 @@ class Journal(JournalReader):
                 for cid, (o, s, c) in self._orders.items()
             ])  # fmt: skip
         if self._fills:
-            db.executemany(_INSERT["fills"], self._fills)
+            db.executemany(_INSERT["fills"], [rec.seal(rec.FILLS, v) for v in self._fills])
         if self._cursor:
             db.executemany(_UPSERT["cursor"], [
                 rec.seal(rec.CURSOR, (str(s), int(t))) for s, t in self._cursor.items()
@@ -362,22 +381,18 @@ class Journal(JournalReader):
                 rec.seal(rec.CACHE, (str(k), str(v))) for k, v in self._cache.items()
             ])  # fmt: skip
         if self._marks:
-            db.executemany(_INSERT["marks"], self._marks)
+            db.executemany(_INSERT["marks"], [rec.seal(rec.MARKS, v) for v in self._marks])
         if self._logs:
-            db.executemany(_INSERT["logs"], self._logs)
-        meta = dict(self._new_meta)
+            db.executemany(_INSERT["logs"], [
+                rec.seal(rec.LOGS, rec.log_values(*log)) for log in self._logs
+            ])  # fmt: skip
+        meta = {k: v() if callable(v) else v for k, v in self._new_meta.items()}
         if self._orders or self._fills or self._marks or self._logs:
             meta["tally"] = json.dumps(self._counts, sort_keys=True)
         if meta:
             db.executemany(_UPSERT["session"], [
                 rec.seal(rec.SESSION, (str(k), str(v))) for k, v in meta.items()
             ])  # fmt: skip
-
-    def _held(self) -> int:
-        return (
-            len(self._orders) + len(self._fills) + len(self._equity) + len(self._cache)
-            + len(self._marks) + len(self._logs)
-        )  # fmt: skip
 
     def _clear(self) -> None:
         self._orders.clear()
