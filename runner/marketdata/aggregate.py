@@ -119,6 +119,11 @@ class LiveAggregator:
             out.append(self._close())
         return out
 
+    @property
+    def last_start(self) -> int | None:
+        """Start of the newest part seen on this connection."""
+        return self._last_start
+
     def advance(self, boundary: int) -> list[Observation]:
         """The venue's clock reached `boundary`: a bucket that ended by then is complete."""
         bucket = self._bucket

@@ -398,9 +398,14 @@ class AggregateDecoder:
             boundary = newest - newest % self._interval
             if self._boundary is None or boundary > self._boundary:
                 self._boundary = boundary
+                quiet_before = boundary - self._interval
                 for symbol, builder in self._builders.items():
                     out.extend(builder.advance(boundary))
-                    out.append(Progress(symbol, boundary))
+                    seen = builder.last_start
+                    if seen is None or seen < quiet_before:
+                        # Quiet in the last bucket: let the feed confirm it over REST.
+                        # (One that traded there delivers that bucket itself.)
+                        out.append(Progress(symbol, boundary))
         return out
 
 
