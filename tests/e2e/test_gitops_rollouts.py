@@ -40,6 +40,7 @@ from .cluster import Cluster, NodeAgent
 from .operator_process import Operator, condition, eventually, patch, session_events
 from .registry import Registry
 from .tiny_strategy import tiny_strategy_wasm
+from .watching import recording
 
 pytestmark = pytest.mark.e2e
 
@@ -326,9 +327,14 @@ def test_a_version_that_traps_on_every_bar_is_rolled_back_to_the_last_stable_dig
 
     eventually(operator, "v1 to be stable", stable_at(stable), 90)
     first_pod = pod_uid(cluster, namespace, "roll-runner")
-    patch(cluster, namespace, "roll", {"strategy": {"oci": {"reference": f"{repository}:v2"}}})
-    rolled_back = phase_is(cluster, namespace, "roll", "RolledBack")
-    session = eventually(operator, "the rollback to run the stable spec again", rolled_back, 120)
+    with recording(cluster, namespace) as seen:
+        new = {"strategy": {"oci": {"reference": f"{repository}:v2"}}}
+        patch(cluster, namespace, "roll", new)
+        rolled_back = phase_is(cluster, namespace, "roll", "RolledBack")
+        session = eventually(operator, "the rollback to run the stable spec", rolled_back, 120)
+    # v1's runner, v2's, v1's again: one after the other, never two at once.
+    assert len(seen.pod_uids()) == 3 and seen.pod_uids()[0] == first_pod
+    assert seen.most_runner_pods_at_once() == 1
     status = state(session)
     # The spec is as written; status says what runs instead and why.
     assert session["spec"]["strategy"]["oci"]["reference"] == f"{repository}:v2"
