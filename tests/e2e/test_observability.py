@@ -47,7 +47,7 @@ Obj = dict[str, Any]
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 ENV = {**os.environ, "PYTHONSAFEPATH": "1"}
 SPEED = 240  # 1m bars at 4 a second
-BEFORE_HOLE, HOLE_MINUTES, AFTER_HOLE = 160, 80, 400
+BEFORE_HOLE, HOLE_MINUTES, AFTER_HOLE = 100, 80, 400
 STALLED = "KubetradeStreamStalled"
 
 
