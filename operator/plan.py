@@ -145,7 +145,7 @@ def _stop_reason(
     if desired.pod is None:
         return "Suspended"
     annotations = pod["metadata"].get("annotations") or {}
-    if annotations.get(ANNOTATION_HASH) == desired.pod_hash:
+    if _pod_hash(pod) == desired.pod_hash:
         return None  # running, or completed: a completed session stays so
     if rolled_back:
         return "RollingBack"
@@ -153,6 +153,11 @@ def _stop_reason(
     return (
         "RestartRequested" if annotations.get(ANNOTATION_RESTART_NONCE) != nonce else "SpecChanged"
     )
+
+
+def _pod_hash(pod: Obj) -> str | None:
+    found = (pod["metadata"].get("annotations") or {}).get(ANNOTATION_HASH)
+    return str(found) if found is not None else None
 
 
 def _config_map_current(observed: Obj | None, desired: Obj) -> bool:
@@ -285,8 +290,7 @@ def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
     desired = _children(session, deployed, settings)
     # A new spec on probation: judged by its own runner, from what it did in this pass.
     if deployed.state == "Deployed" and desired.pod is not None:
-        own = [p for p in live if p["metadata"].get("annotations", {}).get(ANNOTATION_HASH)
-               == desired.pod_hash]  # fmt: skip
+        own = [p for p in live if _pod_hash(p) == desired.pod_hash]
         was_up = previous is not None and previous.phase in ("Running", "Degraded")
         runner = status.runner_state(own[0], was_up=was_up) if own else None
         verdict = rollout.judge(
