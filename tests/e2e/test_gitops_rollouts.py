@@ -389,6 +389,15 @@ def test_unresolvable_tags_say_why_and_a_tampered_blob_is_refused(
     cluster.apply(
         session_yaml("down", "127.0.0.1:9/strategies/sma:v1", market), namespace=namespace
     )
+    # A pull Secret that is not there, and one that is no docker config.
+    cluster.kubectl(
+        "create", "secret", "generic", "opaque", "--from-literal=token=x", "-n", namespace
+    )
+    for name, secret in (("nosecret", "missing"), ("notdocker", "opaque")):
+        document = session_yaml(name, f"{repository}:v1", market)
+        cluster.apply(
+            document.replace("{name: regcred}", f"{{name: {secret}}}"), namespace=namespace
+        )
 
     def reason_is(name: str, reason: str) -> Callable[[], Obj | None]:
         def probe() -> Obj | None:
@@ -405,6 +414,12 @@ def test_unresolvable_tags_say_why_and_a_tampered_blob_is_refused(
     down = eventually(operator, "no registry", reason_is("down", "RegistryUnreachable"), 60)
     assert state(down)["phase"] == "Pending" and condition(down, "Stalled")["status"] == "False"
     assert condition(down, "Reconciling")["status"] == "True"  # retried, nobody need act
+    missing = eventually(operator, "no Secret", reason_is("nosecret", "PullSecretNotFound"), 60)
+    assert f"Secret {namespace}/missing does not exist" in state(missing)["message"]
+    opaque = eventually(
+        operator, "no docker config", reason_is("notdocker", "PullSecretInvalid"), 60
+    )
+    assert "has no .dockerconfigjson key" in state(opaque)["message"]
     assert (cluster.get("pods", namespace=namespace) or {"items": []})["items"] == []
 
     # The tag appears, holding a module whose blob the registry then hands out changed:
