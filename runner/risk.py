@@ -50,12 +50,15 @@ class RiskGate:
     halted_day: int = -1  # day on which the daily loss limit was hit
     brackets_venue: str = ""  # the broker, if it cannot hold take-profits and stop-losses
 
-    def start_of_bar(self, time: int, book: Book) -> None:
-        """Roll the daily window; call before the strategy sees the bar."""
+    def start_of_bar(self, time: int, book: Book) -> bool:
+        """Roll the daily window; call before the strategy sees the bar. True if a new
+        day began (the state changed)."""
         day = time // _DAY_MS
-        if day != self.day:
-            self.day = day
-            self.day_start_equity = book.account().equity
+        if day == self.day:
+            return False
+        self.day = day
+        self.day_start_equity = book.account().equity
+        return True
 
     @property
     def halted(self) -> bool:

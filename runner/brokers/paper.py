@@ -130,11 +130,14 @@ class PaperBroker:
             return [self._status(order, OrderStatus.CANCELLED, time, "cancelled", "")]
 
     async def on_bar(self, bar: Bar) -> list[BrokerEvent]:
+        if self.store is None:
+            # Nothing to save, and no restart shows it a bar again: the replay case.
+            return self._on_bar(bar)
         last = self.last_bar.get(bar.symbol)
         if last is not None and bar.time <= last.time:
             return []  # seen already: a restart showing the venue its last bar again
         self._unsaved_bars.add(bar.symbol)  # written with the venue's next durable step
-        if self.store is None or not self._rests(bar.symbol):
+        if not self._rests(bar.symbol):
             return self._on_bar(bar)  # nothing can fill: only the last price moves
         with self._durably():
             return self._on_bar(bar)

@@ -211,20 +211,25 @@ class Session:
     # -- bars -------------------------------------------------------------------------
 
     def begin_bar(self, bar: Bar) -> None:
-        self.now, self.symbol = bar.time, bar.symbol
+        # (This and end_bar run on every bar: written with as few calls as can be.)
+        symbol, time, close = bar.symbol, bar.time, bar.close
+        self.now = time
+        self.symbol = symbol
         self.window.append(bar)
-        self.book.marks[bar.symbol] = bar.close
-        risk = self.risk
-        day = risk.day
-        risk.start_of_bar(bar.time, self.book)
-        if risk.day != day:
-            self._record_risk()
-        self._journal.record_bar(bar.symbol, bar.time, bar.close)
+        self.book.marks[symbol] = close
+        if self.risk.start_of_bar(time, self.book):
+            self._record_risk()  # a new day: the daily-loss window moved
+        self._journal.record_bar(symbol, time, close)
 
     def end_bar(self, bar: Bar) -> None:
         """The bar is done, its orders sent: record its closing equity; commit the group
         of quiet bars when it is due."""
-        self._record_equity(bar.time)
+        ledger = self.book.ledger
+        cash = ledger.cash
+        equity = cash + ledger.market_value(self.book.marks) if ledger.positions else cash
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        self._journal.record_equity(bar.time, equity, cash)
         if self.group.bar_done():
             self.commit()
 
