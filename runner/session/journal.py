@@ -372,10 +372,7 @@ class Journal(JournalReader):
                 for s, (t, c) in self._prices.items()
             ])  # fmt: skip
         if self._equity:
-            seal, real = rec.seal_equity, rec.real
-            db.executemany(_UPSERT["equity"], [
-                seal(int(t), real(e), real(c)) for t, (e, c) in self._equity.items()
-            ])  # fmt: skip
+            db.executemany(_UPSERT["equity"], rec.seal_equity_rows(self._equity.items()))
         if self._cache:
             db.executemany(_UPSERT["cache"], [
                 rec.seal(rec.CACHE, (str(k), str(v))) for k, v in self._cache.items()

@@ -21,7 +21,7 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from kubetrade.runner.domain import Bracket, Fill, Mark, Order, OrderStatus, OrderType, Side
@@ -132,6 +132,20 @@ def seal_equity(time: int, equity: float, cash: float) -> tuple[Value, ...]:
     return (time, stored(equity), stored(cash), _equity_crc(time, equity, cash))
 
 
+def seal_equity_rows(points: Iterable[tuple[int, tuple[float, float]]]) -> list[tuple[Value, ...]]:
+    """`seal_equity` over (time, (equity, cash)) points, the reals as `real` gives them: one
+    loop, since a commit holds a row per bar since the last one."""
+    pack, crc32, seed = _EQUITY_ROW.pack, zlib.crc32, _EQUITY_SEED
+    rows: list[tuple[Value, ...]] = []
+    for time, (equity, cash) in points:
+        time, equity, cash = int(time), float(equity) + 0.0, float(cash) + 0.0
+        if equity == equity and cash == cash:
+            rows.append((time, equity, cash, crc32(pack(time, equity, cash), seed)))
+        else:  # a NaN: stored as text, and one bit pattern stands for them all
+            rows.append(seal_equity(time, equity, cash))
+    return rows
+
+
 def seal(table: Table, values: tuple[Value, ...]) -> tuple[Value, ...]:
     """The row to write: values (reals as stored) and their checksum."""
     if table is EQUITY:
@@ -186,11 +200,17 @@ def name_of(table: Table, row: Sequence[object]) -> str:
 
 
 def order_values(order: Order, *, seq: int, sent: bool, cancel: bool) -> tuple[Value, ...]:
-    brackets = {
-        name: {"side": b.side.value, "price": b.price}
-        for name, b in (("take_profit", order.take_profit), ("stop_loss", order.stop_loss))
-        if b is not None
-    }
+    if order.take_profit is None and order.stop_loss is None:
+        brackets = "{}"  # most orders: json.dumps({}) without the call
+    else:
+        brackets = json.dumps(
+            {
+                name: {"side": b.side.value, "price": b.price}
+                for name, b in (("take_profit", order.take_profit), ("stop_loss", order.stop_loss))
+                if b is not None
+            },
+            sort_keys=True,
+        )
     # str(): a text field may hold a StrEnum (a RejectReason), whose repr is not its text's.
     return (
         str(order.client_order_id), seq, str(order.symbol), order.side.value,
@@ -198,8 +218,7 @@ def order_values(order: Order, *, seq: int, sent: bool, cancel: bool) -> tuple[V
         str(order.strategy_name), str(order.reason), str(order.message),
         str(order.strategy_order_id), str(order.position_type), order.status.value, int(sent),
         real(order.filled_quantity), real(order.average_price), real(order.fee),
-        int(order.updated), json.dumps(brackets, sort_keys=True), str(order.parent_id),
-        int(cancel),
+        int(order.updated), brackets, str(order.parent_id), int(cancel),
     )  # fmt: skip
 
 
