@@ -34,6 +34,7 @@ from kubetrade.runner import collector
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker
 from kubetrade.runner.domain import Bar, OrderStatus
+from kubetrade.runner.faults import ARMED as CRASH_POINTS_ARMED
 from kubetrade.runner.faults import crash_point
 from kubetrade.runner.fencing import Fenced
 from kubetrade.runner.marketdata.base import MarketDataProvider
@@ -324,7 +325,8 @@ class Engine:
             state.commit_before_send()  # the intents are durable before anything leaves
             await self.orders.send_queued(out, tick=started)
         state.end_bar(bar)
-        crash_point("bar-done")
+        if CRASH_POINTS_ARMED:  # (a test, not a call, on every bar)
+            crash_point("bar-done")
         limit = self.options.max_consecutive_strategy_errors
         if limit and self._consecutive_errors >= limit:
             raise EngineFailure(

@@ -18,6 +18,10 @@ for item in filter(None, os.environ.get("KUBETRADE_CRASH_AT", "").split(",")):
     _plan[point] = int(count or "1")
 
 
+# Whether any point is planned: a call site on every bar tests this instead of calling.
+ARMED = bool(_plan)
+
+
 def crash_point(name: str) -> None:
     remaining = _plan.get(name)
     if remaining is None:
