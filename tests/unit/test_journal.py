@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import sqlite3
 from pathlib import Path
@@ -19,6 +20,7 @@ from kubetrade.runner.domain import (
     Side,
 )
 from kubetrade.runner.session import Journal, JournalError
+from kubetrade.runner.session import records as rec
 from kubetrade.runner.session.schema import (
     APPLICATION_ID,
     MIGRATIONS,
@@ -255,3 +257,52 @@ def test_values_read_back_pass_their_checksums_whatever_their_python_type(tmp_pa
     assert math.isnan(order.quantity) and (order.price, order.reason) == (3.0, "invalid_quantity")
     assert [(f.fee, f.realized_pnl) for f in j.snapshot().fills] == [(0.0, 0.0)]
     j.close()
+
+
+def test_a_value_given_as_a_function_is_written_as_it_is_at_the_commit(tmp_path: Path) -> None:
+    # The risk state moves with every order: recorded as a function, serialized once.
+    path = tmp_path / "journal.db"
+    j = Journal.open(path, session="s")
+    state = {"day": 1}
+    j.record_meta("risk", lambda: json.dumps(state))
+    state["day"] = 2
+    assert j.meta("risk") == '{"day": 2}'  # read before the commit: as it is now
+    j.record_bar("BTC", T0, 100.5)
+    j.record_log(T0, "info", "hello", fields := {"a": "1"})
+    fields["a"] = "changed later"  # the log line keeps what it was given
+    assert j.commit_records()
+    state["day"] = 3  # after the commit: not in the journal until recorded again
+    j.close()
+    j = Journal.open(path, session="s")
+    snap = j.snapshot()
+    assert snap.meta["risk"] == '{"day": 2}'
+    assert (snap.cursor, snap.prices) == ({"BTC": T0}, {"BTC": (T0, 100.5)})
+    assert j.logs() == [(T0, "info", "hello", {"a": "1"})]
+    j.close()
+
+
+def test_an_in_memory_journal_counts_what_it_records_and_writes_no_rows() -> None:
+    j = Journal.in_memory("s")
+    j.record_order(order("a"), sent=False, cancel=False)
+    j.record_fill(Fill("f1", "a", "BTC", Side.BUY, 1.5, 100.0, 0.15, T0))
+    j.record_bar("BTC", T0, 100.0)
+    j.record_equity(T0, 10_000.0, 9_850.0)
+    assert j.commit_records()  # "committed": there is nothing to make durable
+    assert (j.pending, j.commit_records()) == (False, False)
+    j.record_order(order("b"), sent=False, cancel=False)
+    assert j._order_seqs == {"a": 1, "b": 2}  # ids and counts go on as with a file
+    rows = j._db.execute("SELECT (SELECT count(*) FROM orders) + (SELECT count(*) FROM equity)")
+    assert rows.fetchone()[0] == 0
+    j.close()
+
+
+def test_equity_rows_sealed_together_are_the_rows_sealed_one_by_one() -> None:
+    points = [(T0 + i, (e, c)) for i, (e, c) in enumerate(
+        [(10_000.5, 3.0), (-0.0, 0.0), (math.nan, 1.0), (5, -0.0), (math.inf, math.nan)]
+    )]  # fmt: skip
+    one_by_one = [rec.seal_equity(t, rec.real(e), rec.real(c)) for t, (e, c) in points]
+    together = rec.seal_equity_rows(points)
+    assert repr(together) == repr(one_by_one)  # repr: NaN == NaN, and the types too
+    assert [type(v) for row in together for v in row] == [
+        type(v) for row in one_by_one for v in row
+    ]
