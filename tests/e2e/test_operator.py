@@ -229,7 +229,14 @@ def test_a_session_runs_follows_edits_restarts_suspends_and_goes(
     assert pod_gone <= sessions[-1].at
     log = operator.log()
     assert SECRET_MARKER not in log
-    assert "Forbidden" not in log and " 403" not in log, operator.tail()
+    # Its identity has every right it needs: no request was forbidden. (An Event refused
+    # because another test's namespace is being deleted is the namespace's doing, not RBAC.)
+    refused = [
+        line
+        for line in log.splitlines()
+        if ("Forbidden" in line or " 403" in line) and "is being terminated" not in line
+    ]
+    assert refused == [], operator.tail()
 
 
 def test_a_crash_looping_runner_degrades_the_session_with_its_reason(
