@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e.registry import Registry as OciRegistry
+from e2e.registry import start_registry
 from helpers import ROOT, SMA_WASM
-from servers.registry import OciRegistry
 
 from kubetrade.runner.oci import OciError, Reference, RegistryAuth, load_docker_config
 from kubetrade.runner.oci.artifact import (
@@ -36,25 +37,24 @@ WASM = SMA_WASM.read_bytes()
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
-    with OciRegistry.start(tmp_path_factory.mktemp("registry")) as running:
-        yield running
+    running = start_registry(tmp_path_factory.mktemp("registry"))
+    yield running
+    running.stop()
 
 
 @pytest.fixture
 def auth(registry: OciRegistry, tmp_path: Path) -> RegistryAuth:
-    return load_docker_config(registry.docker_config(tmp_path / "config.json"))
+    return load_docker_config(_docker_config(registry, tmp_path / "config.json"))
 
 
 def ref(registry: OciRegistry, path: str) -> Reference:
     return Reference.parse(f"{registry.host}/{path}")
 
 
-def _blob_file(registry: OciRegistry, digest: str) -> Path:
-    hexdigest = digest.removeprefix("sha256:")
-    return (
-        registry.directory / "storage" / "docker" / "registry" / "v2" / "blobs" / "sha256"
-        / hexdigest[:2] / hexdigest / "data"
-    )  # fmt: skip
+def _docker_config(registry: OciRegistry, path: Path) -> Path:
+    """The registry's login in a docker config file, as `docker login` leaves it."""
+    path.write_text(registry.docker_config())
+    return path
 
 
 async def test_push_then_pull_by_tag_and_by_digest(
@@ -129,7 +129,7 @@ async def test_a_tampered_blob_is_refused(registry: OciRegistry, auth: RegistryA
     tag = ref(registry, "strategies/tampered:v1")
     module = WASM + b"\0"  # a blob of its own, so tampering it spoils no other test
     digest = await push_strategy(module, tag, name="tampered", auth=auth)
-    blob = _blob_file(registry, sha256_digest(module))
+    blob = registry.blob_file(sha256_digest(module))
     original = blob.read_bytes()
     blob.write_bytes(original[:-1] + b"\1")
     try:
@@ -206,7 +206,7 @@ def _kubetrade(*args: str | Path, cache: Path | None = None) -> subprocess.Compl
 
 
 def test_kubetrade_strategy_push_and_pull(tmp_path: Path, registry: OciRegistry) -> None:
-    config = registry.docker_config(tmp_path / "config.json")
+    config = _docker_config(registry, tmp_path / "config.json")
     reference = f"{registry.host}/strategies/cli:v1"
     pushed = _kubetrade("strategy", "push", SMA_WASM, reference, "--registry-config", config)
     assert pushed.returncode == 0, pushed.stderr
@@ -245,7 +245,7 @@ def _session(tmp_path: Path, strategy: str, name: str) -> Path:
 def test_kubetrade_run_pulls_verifies_and_runs_an_oci_strategy(
     tmp_path: Path, registry: OciRegistry
 ) -> None:
-    config = registry.docker_config(tmp_path / "config.json")
+    config = _docker_config(registry, tmp_path / "config.json")
     reference = f"{registry.host}/strategies/run:v1"
     pushed = _kubetrade("strategy", "push", SMA_WASM, reference, "--registry-config", config)
     assert pushed.returncode == 0, pushed.stderr
@@ -281,7 +281,7 @@ def test_kubetrade_run_pulls_verifies_and_runs_an_oci_strategy(
     module.write_bytes(tampered)
     pushed = _kubetrade("strategy", "push", module, tampered_ref, "--registry-config", config)
     assert pushed.returncode == 0, pushed.stderr
-    blob = _blob_file(registry, digest_of_tampered)
+    blob = registry.blob_file(digest_of_tampered)
     blob.write_bytes(tampered[:-1] + b"\1")
     missing = f"{registry.host}/strategies/run:v9"
     cases = {
