@@ -173,11 +173,17 @@ class Journal(JournalReader):
 
     @classmethod
     def open(  # type: ignore[override]  # a writer needs its session's name
-        cls, path: Path, *, session: str, companions: Sequence[Path] = ()
+        cls,
+        path: Path,
+        *,
+        session: str,
+        companions: Sequence[Path] = (),
+        epochs_used: int = 0,
     ) -> Journal:
         """Open or create the journal of `session` and start a new epoch. `companions`:
         other files of the session's state (the paper venue), which an empty journal
-        must not be started beside."""
+        must not be started beside. `epochs_used`: the newest epoch of the session's
+        other journals; a new one starts above it."""
         path = Path(path)
         fresh = not path.exists() or path.stat().st_size == 0
         snapshot = None
@@ -202,7 +208,7 @@ class Journal(JournalReader):
                 snapshot = read_snapshot(db, path, session=session)
             elif snapshot.version < SCHEMA_VERSION:
                 upgrade(db, snapshot)  # only now: every row was checked first
-            _new_epoch(db, snapshot)
+            _new_epoch(db, snapshot, above=epochs_used)
         except JournalError:
             db.close()
             raise
@@ -418,7 +424,39 @@ def open_journal(
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(exc, state_dir) or JournalError(str(exc)) from exc
-    return Journal.open(state_dir / JOURNAL_FILE, session=session, companions=companions)
+    path = state_dir / JOURNAL_FILE
+    fresh = not path.exists() or path.stat().st_size == 0
+    used = _epochs_beside(state_dir, session) if fresh else 0
+    return Journal.open(path, session=session, companions=companions, epochs_used=used)
+
+
+def _epochs_beside(state_dir: Path, session: str) -> int:
+    """The newest epoch of `session`'s journals in the directories beside `state_dir`.
+
+    A stateless upgrade starts a fresh journal in a new directory beside the old one
+    (the operator keeps it for `kubetrade report`). Client order ids are (session,
+    epoch, sequence): starting again at epoch 1 would repeat the old journal's ids at
+    the venue, which may still hold those orders or look an order up by its id.
+    Journals of other sessions, and ones that cannot be read, are passed over.
+    """
+    newest = 0
+    try:
+        siblings = sorted(p / JOURNAL_FILE for p in state_dir.parent.iterdir() if p != state_dir)
+    except OSError:
+        return 0
+    for candidate in siblings:
+        if not candidate.is_file():
+            continue
+        try:
+            reader = JournalReader.open(candidate)
+        except (JournalError, OSError, sqlite3.Error):
+            continue
+        try:
+            if reader.session_name() == session:
+                newest = max(newest, reader.epoch)
+        finally:
+            reader.close()
+    return newest
 
 
 # -- helpers --------------------------------------------------------------------------
@@ -474,12 +512,12 @@ def _create(db: sqlite3.Connection, session: str) -> bool:
     return True
 
 
-def _new_epoch(db: sqlite3.Connection, snapshot: Snapshot) -> None:
+def _new_epoch(db: sqlite3.Connection, snapshot: Snapshot, *, above: int = 0) -> None:
     """Start this runner's epoch: the journal's first write on every open."""
     db.execute("BEGIN IMMEDIATE")
     try:
         row = db.execute(_EPOCH_SQL).fetchone()
-        epoch = int(row[0]) + 1 if row is not None else 1
+        epoch = max(int(row[0]) + 1 if row is not None else 1, above + 1)
         db.execute(_UPSERT["session"], rec.seal(rec.SESSION, ("epoch", str(epoch))))
         db.execute("COMMIT")
     except BaseException:
