@@ -44,3 +44,28 @@ def test_a_query_gets_no_more_than_what_is_left_of_the_call() -> None:
         )
     assert time.monotonic() - started < 0.9
     engine.close()
+
+
+def test_sql_that_builds_a_huge_list_is_refused_at_once() -> None:
+    # Before: len(range(2e8)) took 122 s and GBs, uninterruptible (one scalar call).
+    engine = SqlEngine(Window(size=10))
+    for query in (
+        "SELECT len(range(200000000)) AS n",
+        "SELECT len(range(0, 200000000)) AS n",
+        "SELECT len(range(0, 200000000, 1)) AS n",
+        "SELECT len(generate_series(200000000)) AS n",
+        "SELECT len(range(TIMESTAMP '2000-01-01', TIMESTAMP '2100-01-01', INTERVAL 1 SECOND)) AS n",
+        "SELECT len(list_resize([1], 200000000)) AS n",
+        "SELECT len(array_resize([1], 200000000, 0)) AS n",
+    ):
+        with pytest.raises(SqlError, match="more than 1000000 elements"):
+            engine.execute(query, [])
+    # Within the cap they still work, timestamps and negative steps included; as a table
+    # function range() streams and stays under the call deadline instead.
+    assert engine.execute(
+        "SELECT len(range(10)) AS a, len(range(10, 0, -1)) AS b, len(generate_series(0, 10, 2))"
+        " AS c, len(range(TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-02', INTERVAL 1 HOUR)) AS d,"
+        " len(list_resize([1], 3)) AS e, (SELECT count(*) FROM range(5)) AS f",
+        [],
+    ) == [{"a": "10", "b": "10", "c": "6", "d": "24", "e": "3", "f": "5"}]
+    engine.close()
