@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetrade.runner.brokers import check_venue_state, create_broker, venue_state_files
-from kubetrade.runner.brokers.paper import PaperBroker
 from kubetrade.runner.credentials import refuse_credential_path
 from kubetrade.runner.engine import Engine, EngineOptions
 from kubetrade.runner.marketdata import create_market_data
@@ -150,7 +149,7 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
             spec.trading.provider,
             f": {routes}" if routes else "",
         )
-    if not isinstance(broker, PaperBroker):
+    if not broker.supports_brackets:
         # Only the paper venue holds take-profits and stop-losses so far.
         gate.brackets_venue = f"provider {spec.trading.provider!r}"
     state = Session.create(

@@ -98,7 +98,7 @@ class Engine:
         self.metrics.watch_session(state)
         self._calls = self.metrics.strategy_calls  # timed inline on the bar path
         # Network feeds report their connection; replayed data has no such thing.
-        self.feed_health: FeedHealth | None = getattr(market_data, "health", None)
+        self.feed_health: FeedHealth | None = market_data.health
         if self.feed_health is not None:
             self.metrics.watch_feed(self.feed_health)
         self._feed_seen: tuple[bool, int] | None = None
@@ -165,9 +165,9 @@ class Engine:
             # Then settle what the journal left open, so the venue's fills reach the
             # book; then compare the book with the venue's account, which wins.
             settled += await self.orders.resolve_open()
-            refresh = getattr(self.broker, "refresh_account", None)
-            if resume is not None and refresh is not None:
-                await refresh()  # balances as they are after the orders just settled
+            if resume is not None:
+                # Balances as they are after the orders just settled.
+                await self.broker.refresh_account()
             settled += self._adopt_account(resume is not None)
             self.state.open_for_bars(resume)
             name = self._start_strategy()
@@ -235,20 +235,16 @@ class Engine:
         self._last_time = dict(resume.cursor)
         self._resume_after = dict(resume.cursor)
         # A paced replay skips what was processed at once instead of waiting through it.
-        skip = getattr(self.market_data, "resume_after", None)
-        if skip is not None:
-            skip(resume.cursor)
+        self.market_data.resume_after(resume.cursor)
         return resume
 
     async def _remind_venue(self) -> list[ev.Event]:
         """Show a simulated venue the last bar processed of each symbol (it may have
-        forgotten quiet bars it saw); bars it did see change nothing there."""
-        remind = getattr(self.broker, "resume_market", None)
-        if remind is None:
-            return []
+        forgotten quiet bars it saw); bars it did see change nothing there. A real
+        venue ignores them."""
         bars = [b for b in map(self.state.window.last, self.state.symbols) if b is not None]
         out: list[ev.Event] = []
-        self.orders.apply(await remind(bars), out)
+        self.orders.apply(await self.broker.resume_market(bars), out)
         return out
 
     def _adopt_account(self, restored: bool) -> list[ev.Event]:

@@ -32,8 +32,20 @@ BrokerEvent = OrderUpdate | Fill
 
 
 class Broker(Protocol):
+    """A trading venue, as the engine uses it.
+
+    Adapters subclass this protocol: what only some venues can do is declared here as
+    a capability with a default that suits a venue without it, so the engine calls each
+    one unconditionally and never probes for it.
+    """
+
+    __slots__ = ()
+
     name: str
     is_live: bool  # True when real money is at stake
+    # Holds take-profit and stop-loss exits attached to an order; without it the risk
+    # gate refuses an order that carries one.
+    supports_brackets: bool = False
 
     async def connect(self) -> None: ...
 
@@ -58,3 +70,16 @@ class Broker(Protocol):
     def account(self) -> AccountInfo: ...
 
     def positions(self) -> dict[str, Position]: ...
+
+    async def refresh_account(self) -> AccountInfo:
+        """Read the account from the venue again (after a restart, once the orders the
+        journal left open are settled); `account()` and `positions()` then return it.
+        A venue whose account is always current (simulated, or pushed by the venue)
+        has nothing to read."""
+        return self.account()
+
+    async def resume_market(self, bars: list[Bar]) -> list[BrokerEvent]:
+        """After a restart: the last bar the session processed, per symbol. A simulated
+        venue that may have forgotten it prices a resent order at it; a real venue has
+        its own market and ignores it."""
+        return []

@@ -27,7 +27,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from kubetrade.runner.brokers.base import BrokerError, BrokerEvent, OrderUpdate
+from kubetrade.runner.brokers.base import Broker, BrokerError, BrokerEvent, OrderUpdate
 from kubetrade.runner.brokers.ccxt_account import (
     FeeConverter,
     check_can_trade,
@@ -102,7 +102,7 @@ def create(
     )
 
 
-class CcxtBroker:
+class CcxtBroker(Broker):
     """A Broker for one account at one ccxt exchange."""
 
     def __init__(

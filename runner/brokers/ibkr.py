@@ -91,7 +91,7 @@ class _MaskAccount(logging.Filter):
 
 
 @dataclass(eq=False)  # no slots: eventkit holds weak references to bound methods
-class IbkrBroker:
+class IbkrBroker(Broker):
     config: IbkrConfig
     name: str = "ibkr-paper"
     is_live: bool = False

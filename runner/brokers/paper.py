@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kubetrade.runner.brokers.base import BrokerEvent, OrderUpdate
+from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
 from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import (
     AccountInfo,
@@ -83,7 +83,7 @@ class _Resting:
 
 
 @dataclass(slots=True)
-class PaperBroker:
+class PaperBroker(Broker):
     initial_cash: float = 10_000.0
     fees: FeeModel = field(default_factory=FeeModel)
     slippage_bps: float = 0.0
@@ -91,6 +91,7 @@ class PaperBroker:
     precision: int = 8
     name: str = "paper"
     is_live: bool = False
+    supports_brackets = True  # take-profit and stop-loss exits rest here until they trigger
     store: PaperStore | None = None
     ledger: Ledger = field(init=False)
     last_bar: dict[str, Bar] = field(default_factory=dict)

@@ -38,7 +38,7 @@ from websockets.protocol import State
 
 from kubetrade.runner.domain import EARLIEST_TIME_MS, LATEST_TIME_MS, MAX_PRICE, MAX_VOLUME, Bar
 from kubetrade.runner.marketdata.backfill import Cursors
-from kubetrade.runner.marketdata.base import MarketDataError
+from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
 from kubetrade.runner.marketdata.connection import FeedTimeouts, close_quietly, describe
 from kubetrade.runner.marketdata.health import FeedHealth
 from kubetrade.runner.marketdata.reconnect import (
@@ -154,8 +154,10 @@ class _Closing(Exception):
     """close() was called while the feed waited for the network."""
 
 
-class LiveFeed:
+class LiveFeed(MarketDataProvider):
     """Closed bars of every session symbol from one venue, in order, each once."""
+
+    health: FeedHealth  # a network feed always has one
 
     def __init__(
         self,

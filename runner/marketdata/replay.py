@@ -52,7 +52,7 @@ from kubetrade.runner.domain import (
     format_ms,
 )
 from kubetrade.runner.excerpt import excerpt
-from kubetrade.runner.marketdata.base import MarketDataError
+from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
@@ -168,7 +168,7 @@ class _Loaded:
     times: dict[str, list[int]]  # the same bars' times, for bisection
 
 
-class ReplayProvider:
+class ReplayProvider(MarketDataProvider):
     """Replay a CSV or Parquet file of bars for the session's symbols.
 
     - `speed` 0 streams as fast as the consumer takes bars; N > 0 spaces distinct

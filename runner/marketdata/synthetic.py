@@ -36,7 +36,7 @@ from itertools import islice
 from typing import TYPE_CHECKING
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.marketdata.base import MarketDataError
+from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
 from kubetrade.runner.marketdata.replay import YIELD_EVERY, Pacer, check_speed
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def _backward(walk: _Walk, symbol: str, time: int, close: float, decimals: int) 
     return Bar(symbol, time, open_, high, low, close, volume)
 
 
-class SyntheticProvider:
+class SyntheticProvider(MarketDataProvider):
     """Deterministic synthetic bars for the session's symbols (see the module docstring).
 
     The stream yields, for each bar time start_time_ms + i * interval_ms, one bar per
