@@ -426,8 +426,20 @@ def open_journal(
         raise storage_error(exc, state_dir) or JournalError(str(exc)) from exc
     path = state_dir / JOURNAL_FILE
     fresh = not path.exists() or path.stat().st_size == 0
-    used = _epochs_beside(state_dir, session) if fresh else 0
+    used = _epochs_beside(state_dir, session) if fresh and _is_upgrade_dir(state_dir) else 0
     return Journal.open(path, session=session, companions=companions, epochs_used=used)
+
+
+# The operator's layout on a session's volume: the first journal in `state`, each
+# stateless upgrade's in `state-<generation>-<uid>` beside it. Only there are sibling
+# directories the same session's earlier lives; elsewhere (two local runs side by side,
+# a live run and its replay) they are independent sessions and keep their own numbering.
+_FIRST_DIR = "state"
+_UPGRADE_PREFIX = "state-"
+
+
+def _is_upgrade_dir(state_dir: Path) -> bool:
+    return state_dir.name.startswith(_UPGRADE_PREFIX)
 
 
 def _epochs_beside(state_dir: Path, session: str) -> int:
@@ -441,7 +453,11 @@ def _epochs_beside(state_dir: Path, session: str) -> int:
     """
     newest = 0
     try:
-        siblings = sorted(p / JOURNAL_FILE for p in state_dir.parent.iterdir() if p != state_dir)
+        siblings = sorted(
+            p / JOURNAL_FILE
+            for p in state_dir.parent.iterdir()
+            if p != state_dir and (p.name == _FIRST_DIR or _is_upgrade_dir(p))
+        )
     except OSError:
         return 0
     for candidate in siblings:

@@ -30,7 +30,18 @@ def test_a_fresh_journal_starts_above_its_sessions_other_journals(tmp_path: Path
 
 def test_other_sessions_and_unreadable_files_beside_it_are_passed_over(tmp_path: Path) -> None:
     for _ in range(6):
-        _epoch(tmp_path / "other-session", "other")
-    (tmp_path / "junk").mkdir()
-    (tmp_path / "junk" / "journal.db").write_bytes(b"not a journal")
-    assert _epoch(tmp_path / "state", "s") == 1
+        _epoch(tmp_path / "state", "other")
+    (tmp_path / "state-2-junk").mkdir()
+    (tmp_path / "state-2-junk" / "journal.db").write_bytes(b"not a journal")
+    assert _epoch(tmp_path / "state-3-new", "s") == 1
+
+
+def test_state_directories_outside_the_operators_layout_number_their_own_epochs(
+    tmp_path: Path,
+) -> None:
+    # A live run and its replay, or two local runs side by side, are separate sessions:
+    # each starts at epoch 1 so their client order ids can be compared.
+    for _ in range(3):
+        _epoch(tmp_path / "live", "s")
+    assert _epoch(tmp_path / "replay", "s") == 1
+    assert _epoch(tmp_path / "state", "s") == 1  # the first journal never looks beside it
