@@ -1,4 +1,5 @@
-"""Trading providers, one module each; `create_broker` picks one for a session."""
+"""Trading providers: the paper venue (paper.py, its store paper_store.py), ccxt/ and
+ibkr/, each behind the Broker protocol (base.py); `create_broker` picks one for a session."""
 
 from __future__ import annotations
 
@@ -80,13 +81,13 @@ def create_broker(
     credentials = load_credentials(trading.provider, directory=credentials_dir)
     # Venue adapters import their client libraries only when a session uses them.
     if trading.provider in ("binance-paper", "binance-live", "ccxt"):
-        from kubetrade.runner.brokers import ccxt_broker
+        from kubetrade.runner.brokers.ccxt import broker as ccxt_broker
 
         return ccxt_broker.create(
             trading, precision=precision, credentials=credentials, symbols=symbols
         )
     if trading.provider in ("ibkr-paper", "ibkr-live"):
-        from kubetrade.runner.brokers import ibkr
+        from kubetrade.runner.brokers.ibkr import broker as ibkr
 
         return ibkr.create(trading, precision=precision, credentials=credentials)
     raise BrokerError(f"spec.trading.provider: unknown provider {trading.provider!r}")

@@ -9,7 +9,7 @@ venue. Its endpoint overrides (`restUrl`, a ccxt option holding a URL or a
 Any other override is a route to a live venue: the session counts as live and
 needs `spec.trading.confirmLive: true`. The CRD's CEL rule says the same
 (operator/crd.py), and the ccxt client checks the endpoints it was actually
-built with (brokers/ccxt_venue.py), so no route depends on one check alone.
+built with (brokers/ccxt/venue.py), so no route depends on one check alone.
 """
 
 from __future__ import annotations

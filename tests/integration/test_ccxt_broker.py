@@ -27,11 +27,11 @@ from helpers import ROOT, SMA_WASM, flat_rows, write_bars
 from servers.binance_trading import BinanceTradingServer, Market
 
 from kubetrade.runner.book import Book
-from kubetrade.runner.brokers import ccxt_broker
 from kubetrade.runner.brokers.base import BrokerError, BrokerEvent, OrderUpdate
-from kubetrade.runner.brokers.ccxt_broker import CcxtBroker, Tuning
-from kubetrade.runner.brokers.ccxt_errors import Backoff, Redactor
-from kubetrade.runner.brokers.ccxt_venue import VenueSettings, build_exchange
+from kubetrade.runner.brokers.ccxt import broker as ccxt_broker
+from kubetrade.runner.brokers.ccxt.broker import CcxtBroker, Tuning
+from kubetrade.runner.brokers.ccxt.errors import Backoff, Redactor
+from kubetrade.runner.brokers.ccxt.venue import VenueSettings, build_exchange
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, OrderType, RejectReason, Side
 from kubetrade.runner.ledger import Ledger

@@ -21,7 +21,7 @@ from helpers import SMA_WASM, flat_rows, write_bars
 from servers.tws import ACCOUNT, Listing, TwsServer
 
 from kubetrade.runner.brokers import BrokerError, BrokerEvent, OrderUpdate, create_broker
-from kubetrade.runner.brokers.ibkr import IbkrBroker
+from kubetrade.runner.brokers.ibkr.broker import IbkrBroker
 from kubetrade.runner.domain import Fill, Order, OrderStatus, OrderType, RejectReason, Side
 from kubetrade.runner.spec import IbkrConfig, TradingSpec
 from kubetrade.runner.state import client_order_id

@@ -25,8 +25,8 @@ from servers.binance_trading import BinanceTradingServer, Market
 
 from kubetrade.runner.assemble import RunOptions, build_engine
 from kubetrade.runner.brokers.base import BrokerError
-from kubetrade.runner.brokers.ccxt_errors import Redactor
-from kubetrade.runner.brokers.ccxt_venue import Tuning, VenueSettings, build_exchange
+from kubetrade.runner.brokers.ccxt.errors import Redactor
+from kubetrade.runner.brokers.ccxt.venue import Tuning, VenueSettings, build_exchange
 from kubetrade.runner.server import RunnerServer
 from kubetrade.runner.session_file import SessionError, load_session, validate_document
 

@@ -3,7 +3,7 @@
 Every request goes through `once` (a single attempt) or `read` (repeated with
 backoff while the failure is transient, for requests that are safe to repeat:
 queries and cancels). Sending an order is never done through `read`; the
-broker decides what a lost answer means for an order (see ccxt_broker).
+broker decides what a lost answer means for an order (see broker.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 
-from kubetrade.runner.brokers.ccxt_errors import (
+from kubetrade.runner.brokers.ccxt.errors import (
     Backoff,
     ClockSkew,
     Redactor,
@@ -22,7 +22,7 @@ from kubetrade.runner.brokers.ccxt_errors import (
     classify,
     retry_after_seconds,
 )
-from kubetrade.runner.brokers.ccxt_venue import rest_endpoint
+from kubetrade.runner.brokers.ccxt.venue import rest_endpoint
 from kubetrade.runner.brokers.venue_rules import MarketRules
 
 log = logging.getLogger("kubetrade.brokers.ccxt")

@@ -48,8 +48,8 @@ from ib_async import (
 from ib_async import Fill as IbFill
 
 from kubetrade.runner.brokers.base import Broker, BrokerError, BrokerEvent, OrderUpdate
-from kubetrade.runner.brokers.ibkr_contracts import Contracts, UnknownSymbol, session_symbol
-from kubetrade.runner.brokers.ibkr_orders import OrderTracker, Tracked, refusal
+from kubetrade.runner.brokers.ibkr.contracts import Contracts, UnknownSymbol, session_symbol
+from kubetrade.runner.brokers.ibkr.orders import OrderTracker, Tracked, refusal
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import (
     AccountInfo,

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubetrade.runner.brokers.base import OrderUpdate
-from kubetrade.runner.brokers.ccxt_errors import InsufficientFunds, VenueError
+from kubetrade.runner.brokers.ccxt.errors import InsufficientFunds, VenueError
 from kubetrade.runner.brokers.venue_rules import MarketRules, Prepared, to_decimal
 from kubetrade.runner.domain import Fill, Order, OrderStatus, OrderType, RejectReason, Side
 

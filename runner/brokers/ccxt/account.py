@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from kubetrade.runner.brokers.base import BrokerError
-from kubetrade.runner.brokers.ccxt_client import VenueClient
-from kubetrade.runner.brokers.ccxt_errors import VenueError
-from kubetrade.runner.brokers.ccxt_orders import trade_fees
+from kubetrade.runner.brokers.ccxt.client import VenueClient
+from kubetrade.runner.brokers.ccxt.errors import VenueError
+from kubetrade.runner.brokers.ccxt.orders import trade_fees
 from kubetrade.runner.brokers.venue_rules import MarketRules
 from kubetrade.runner.domain import AccountInfo, Position
 

@@ -3,7 +3,7 @@
 An order's path:
 1. its quantity and limit price are rounded onto the market's grid and checked
    against lot size, price and notional limits; a refusal is a FAILED order with
-   the reason, and nothing is sent (venue_rules);
+   the reason, and nothing is sent (brokers/venue_rules.py);
 2. it is sent with the session's deterministic client order id;
 3. if the answer is lost (timeout, 5xx, dropped connection) the order is looked
    up by that id and sent again only if the venue has no such order, so it is
@@ -15,7 +15,7 @@ An order's path:
    (`on_bar`), each trade counted once by its id, fees in the quote asset;
 5. a venue refusal is a FAILED order carrying the venue's code and message.
 `connect` loads the markets (once), checks the clock and the credentials and
-reads the account. Secrets never reach a log or an exception (ccxt_errors).
+reads the account. Secrets never reach a log or an exception (errors.py).
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from typing import Any
 import ccxt.async_support as ccxt
 
 from kubetrade.runner.brokers.base import Broker, BrokerError, BrokerEvent, OrderUpdate
-from kubetrade.runner.brokers.ccxt_account import (
+from kubetrade.runner.brokers.ccxt.account import (
     FeeConverter,
     check_can_trade,
     quote_asset,
     read_account,
 )
-from kubetrade.runner.brokers.ccxt_client import VenueClient
-from kubetrade.runner.brokers.ccxt_errors import (
+from kubetrade.runner.brokers.ccxt.client import VenueClient
+from kubetrade.runner.brokers.ccxt.errors import (
     AuthFailed,
     ClockSkew,
     Duplicate,
@@ -46,7 +46,7 @@ from kubetrade.runner.brokers.ccxt_errors import (
     Transient,
     VenueError,
 )
-from kubetrade.runner.brokers.ccxt_orders import (
+from kubetrade.runner.brokers.ccxt.orders import (
     OPEN,
     Tracked,
     VenueOrder,
@@ -58,7 +58,7 @@ from kubetrade.runner.brokers.ccxt_orders import (
     refused,
     venue_refused,
 )
-from kubetrade.runner.brokers.ccxt_venue import Tuning, VenueSettings, build_exchange
+from kubetrade.runner.brokers.ccxt.venue import Tuning, VenueSettings, build_exchange
 from kubetrade.runner.brokers.venue_rules import Prepared, prepare, to_decimal
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import (

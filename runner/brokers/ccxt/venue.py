@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 
 from kubetrade.runner.brokers.base import BrokerError
-from kubetrade.runner.brokers.ccxt_errors import Backoff, Redactor
+from kubetrade.runner.brokers.ccxt.errors import Backoff, Redactor
 from kubetrade.runner.spec import (
     BinanceTradingConfig,
     CcxtConfig,
