@@ -7,9 +7,13 @@
 - claim.py     the session's volume claim: made, adopted or released (pure)
 - plan.py      the next step for one session, decided from what the API server said (pure)
 - resolve.py   a session's OCI strategy tag resolved to a digest, with its pull Secret
-- reconcile.py one level-based reconciliation: observe, plan, act, record
+- reconcile.py one level-based reconciliation: observe (cache first), plan, act, record
+- cache.py     what the label-selected watches said last, by session
+- workqueue.py which session is reconciled when: coalesced, bounded, due times
 - login.py     who the operator is to the API server (kubeconfig or ServiceAccount)
-- kube.py      the few Kubernetes API calls the reconciler makes
-- handlers.py  kopf wiring: which events trigger a reconciliation
+- kube.py      the few Kubernetes API calls the reconciler makes, each write fenced
+- fence.py     whether this process may write now (always, or while it holds the Lease)
+- leader.py    leader election on a coordination.k8s.io Lease, for several replicas
+- handlers.py  kopf wiring: which events feed the cache and ask for a pass
 - main.py      `kubetrade operator`
 """

@@ -116,6 +116,13 @@ def labels(session: str) -> dict[str, str]:
     }
 
 
+def is_runner_of(pod: Obj, session: str) -> bool:
+    """Whether a pod carries the labels of `session`'s runner pods (what a list by those
+    labels returns)."""
+    found = pod["metadata"].get("labels") or {}
+    return found.get(LABEL_SESSION) == session and found.get(LABEL_MANAGED_BY) == MANAGED_BY
+
+
 def owner_reference(session: Obj) -> Obj:
     meta = session["metadata"]
     return {

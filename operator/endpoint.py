@@ -5,7 +5,8 @@ listens on a loopback port only this process knows, and the operator's port (the
 `metrics.port`, given as --liveness URL) is served here: /metrics from the operator's
 registry, and the liveness path relayed to kopf, answer for answer. Until kopf's probe is
 up (the operator is still starting) the liveness path answers 503, as kopf's own would
-not answer at all: the startup probe waits either way.
+not answer at all: the startup probe waits either way. A leader-election standby runs no
+kopf: it is alive as long as it answers, and says it is a standby.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class OperatorEndpoint:
     url: str  # where to serve, e.g. http://0.0.0.0:8080/healthz (the liveness path)
     kopf_probe: str  # kopf's own liveness endpoint
     metrics: OperatorMetrics
+    standby: bool = False  # waiting for the leader lease: no kopf to ask
     _runner: web.AppRunner | None = None
     _client: aiohttp.ClientSession | None = None
 
@@ -65,6 +67,8 @@ class OperatorEndpoint:
 
     async def _liveness(self, request: web.Request) -> web.Response:
         assert self._client is not None
+        if self.standby:
+            return web.Response(text="standby: waiting for the leader lease\n")
         try:
             async with self._client.get(self.kopf_probe) as answer:
                 return web.Response(

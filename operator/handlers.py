@@ -1,58 +1,72 @@
-"""kopf wiring: every trigger runs the same level-based reconciliation.
+"""kopf wiring: every event feeds the cache and asks for a pass of its session.
 
-There is no create handler, no update handler and no diff: a session event, a runner
-pod event and a periodic resync all call `Reconciler.reconcile`, which converges the
-session's children to what its current spec asks for. Only deletion has a handler of its
-own, because kopf holds the finalizer until it returns: it returns once the runner pod
-has stopped.
+There is no create handler, no update handler, no timer and no diff: a session event, a
+runner pod, ConfigMap or claim event each update the watches' cache (cache.py) and ask
+the work queue (workqueue.py) for a pass of the session, which converges the session's
+children to what its current spec asks for (reconcile.py); the queue also looks at each
+session again when its pass said it should (figures due, probation, resync). The
+operator keeps its finalizer itself, so kopf writes nothing: no finalizer, no progress or
+last-handled-configuration annotations.
 
-kopf's own bookkeeping (finalizer, progress of the deletion handler, last-handled
-configuration) is kept in annotations under kubetrade.io, and nothing watches CRDs or
-namespaces, so the operator needs no permissions beyond its own resources.
+Watches carry only what the operator owns: sessions, and pods, ConfigMaps and claims
+labelled `app.kubernetes.io/managed-by: kubetrade-operator`, selected by the API server.
+Nothing watches CRDs or namespaces, so the operator needs no permissions beyond its own
+resources.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import kopf
 
-from kubetrade.operator.children import FINALIZER, LABEL_MANAGED_BY, LABEL_SESSION, MANAGED_BY
+from kubetrade.operator.cache import Cache, Key, Obj
+from kubetrade.operator.children import LABEL_MANAGED_BY, MANAGED_BY
 from kubetrade.operator.crd import PLURAL
 from kubetrade.operator.login import Login
-from kubetrade.operator.reconcile import Reconciler
+from kubetrade.operator.workqueue import WorkQueue
 from kubetrade.runner.spec import GROUP, VERSION
 
-RESYNC_SECONDS: Final = 10.0  # how stale a status or a missed event may get
-STOP_POLL_SECONDS: Final = 1.0  # how often deletion looks again for a stopping runner
+# The operator's children, as the API server selects them for a watch.
+CHILDREN: dict[str, Callable[[Cache], Callable[[str | None, Obj], Key | None]]] = {
+    "pods": lambda cache: cache.pod_event,
+    "configmaps": lambda cache: cache.config_map_event,
+    "persistentvolumeclaims": lambda cache: cache.claim_event,
+}
 
 
-def _namespaced(namespace: str | None) -> str:
-    if namespace is None:  # sessions and pods are namespaced; kopf types allow for others
-        raise kopf.PermanentError("a namespaced object without a namespace")
-    return namespace
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No last-handled state: no handler of ours compares an object with one, and kopf
+    would otherwise deep-copy every object of every event to build it (an eighth of the
+    operator's CPU while a thousand sessions are applied)."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: Any) -> None:
+        return None
+
+    def store(self, *, body: Any, patch: Any, essence: Any) -> None:
+        return None
 
 
 def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = NoDiffBase()
     # Our events are posted by the reconciler, with reasons a person can act on.
     settings.posting.enabled = False
     # No CRD or namespace watching: the served resources and namespaces are fixed at start.
     settings.scanning.disabled = True
-    # Only runner pods travel from the API server, not every pod of the cluster.
-    settings.watching.label_selectors["v1", "pods"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    # Only the operator's children travel from the API server, not every pod, ConfigMap
+    # and claim of the cluster.
+    for kind in CHILDREN:
+        settings.watching.label_selectors["v1", kind] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     return settings
 
 
-def build_registry(
-    reconciler: Reconciler, login: Login, *, resync_seconds: float = RESYNC_SECONDS
-) -> kopf.OperatorRegistry:
-    """A kopf registry whose every handler converges one session."""
+def build_registry(queue: WorkQueue, cache: Cache, login: Login) -> kopf.OperatorRegistry:
+    """A kopf registry whose every handler feeds `cache` and kicks a pass on `queue`."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -62,35 +76,29 @@ def build_registry(
         return login.info(refresh=True)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def session_event(type: str, name: str, namespace: str | None, **_: Any) -> None:
-        if type != "DELETED":
-            await reconciler.reconcile(_namespaced(namespace), name)
+    async def session_event(event: Mapping[str, Any], **_: Any) -> None:
+        # A deleted session gets one more pass too: it finds the session gone and forgets it.
+        key = cache.session_event(event.get("type"), event["object"])
+        if key is not None:
+            queue.kick(*key, urgent=True)  # created, changed or deleted: a pod may follow
 
-    @kopf.on.event(
-        "v1",
-        "pods",
-        labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_SESSION: kopf.PRESENT},
-        registry=registry,
-    )
-    async def runner_pod_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
-        # A runner pod changed (started, became ready, crashed, went away): its session
-        # may have a step to take, e.g. create the successor of a pod that is now gone.
-        await reconciler.reconcile(_namespaced(namespace), labels[LABEL_SESSION])
-
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=resync_seconds, registry=registry)
-    async def resync(name: str, namespace: str | None, **_: Any) -> None:
-        # Refreshes the runner's figures and heals anything an event did not report.
-        await reconciler.reconcile(_namespaced(namespace), name)
-
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    async def stop_runner(name: str, namespace: str | None, **_: Any) -> None:
-        # kopf removes the finalizer only when this returns: the runner gets its SIGTERM
-        # and grace period, finishes its bar and exits before the session is gone. Waiting
-        # here rather than raising kopf.TemporaryError keeps kopf from logging an error
-        # for what is the normal course of a deletion.
-        while True:
-            if await reconciler.reconcile(_namespaced(namespace), name):
-                return
-            await asyncio.sleep(STOP_POLL_SECONDS)  # the runner has its grace period to stop
-
+    for kind, feed in CHILDREN.items():
+        kopf.on.event("v1", kind, id=f"{kind}_event", registry=registry)(
+            _child_handler(feed(cache), queue)
+        )
     return registry
+
+
+def _child_handler(
+    feed: Callable[[str | None, Obj], Key | None], queue: WorkQueue
+) -> Callable[..., Any]:
+    async def child_event(event: Mapping[str, Any], **_: Any) -> None:
+        # A child changed (a runner started, became ready, crashed, went away; a file or
+        # claim edited): its session may have a step to take.
+        kind = event.get("type")
+        key = feed(kind, event["object"])
+        if key is not None:
+            # A child gone may have a successor waiting; other changes only describe.
+            queue.kick(*key, urgent=kind == "DELETED")
+
+    return child_event

@@ -4,7 +4,9 @@ kopf watches and calls our handlers; the reconciler then reads and writes object
 through `Kube`, with plain JSON dicts: what it sends is what a reader of this file sees.
 Credentials come from `login` (kubeconfig or the pod's ServiceAccount); kopf is given the
 very same identity, so the operator acts as one user. A request the API server refuses
-with 401 is sent once more with the credentials read again, if they can change.
+with 401 is sent once more with the credentials read again, if they can change. Every
+write asks the fence first (fence.py): a leader-election candidate that does not hold the
+lease, or no longer, sends none.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import aiohttp
 
 from kubetrade.operator.children import LABEL_SESSION, MANAGED_BY
 from kubetrade.operator.crd import PLURAL
+from kubetrade.operator.fence import Fence
 from kubetrade.operator.login import Login
 from kubetrade.runner.spec import GROUP, VERSION
 
@@ -28,6 +31,9 @@ log = logging.getLogger("kubetrade.operator.kube")
 Obj = dict[str, Any]
 
 MERGE_PATCH: Final = "application/merge-patch+json"
+# The API server's answer to a write, as its metadata alone: what a writer needs of it (a
+# resourceVersion) at a fraction of the bytes to encode, send and parse.
+METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class ApiError(Exception):
@@ -53,8 +59,11 @@ def core_path(namespace: str, kind: str, name: str = "") -> str:
 class Kube:
     """An API client for one identity. Use as an async context manager."""
 
-    def __init__(self, login: Login, *, user_agent: str = MANAGED_BY) -> None:
+    def __init__(
+        self, login: Login, *, user_agent: str = MANAGED_BY, fence: Fence | None = None
+    ) -> None:
         self.login = login
+        self.fence = fence or Fence()  # open: a standalone operator always writes
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._server = ""
@@ -84,7 +93,11 @@ class Kube:
         body: object = None,
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        fenced: bool = True,
+        metadata_only: bool = False,
     ) -> Obj:
+        """One request; `fenced=False` only for the leader lease itself; `metadata_only`:
+        the answer is a PartialObjectMetadata."""
         if self._session is None:
             raise RuntimeError("Kube used outside `async with`")
         data = None if body is None else json.dumps(body)
@@ -92,8 +105,16 @@ class Kube:
             headers = self.login.info(refresh=refresh).as_http_headers()
             if data is not None:
                 headers["Content-Type"] = content_type
+            if metadata_only:
+                headers["Accept"] = METADATA_ONLY
+            if fenced and method != "GET":
+                self.fence.check()  # the last thing before the request leaves
             async with self._session.request(
-                method, self._server + path, data=data, params=params, headers=headers
+                method,
+                self._server + path,
+                data=data,
+                params=params,
+                headers=headers,
             ) as response:
                 text = await response.text()
                 if response.status == 401 and not refresh and self.login.renewable:
@@ -113,24 +134,28 @@ class Kube:
                 return None
             raise
 
+    # Writes answer with the object's metadata only: the operator reads back nothing else.
+
     async def create(self, path: str, body: Obj) -> Obj:
-        return await self.request("POST", path, body=body)
+        return await self.request("POST", path, body=body, metadata_only=True)
 
     async def replace(self, path: str, body: Obj) -> Obj:
-        return await self.request("PUT", path, body=body)
+        return await self.request("PUT", path, body=body, metadata_only=True)
 
     async def merge_patch(self, path: str, body: Obj) -> Obj:
-        return await self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+        return await self.request(
+            "PATCH", path, body=body, content_type=MERGE_PATCH, metadata_only=True
+        )
 
-    async def delete(self, path: str, body: Obj | None = None) -> bool:
-        """Delete; False when it was already gone."""
+    async def delete(self, path: str, body: Obj | None = None) -> Obj | None:
+        """Delete; the API server's answer (the object's metadata, or a Status), or None
+        when it was already gone."""
         try:
-            await self.request("DELETE", path, body=body)
+            return await self.request("DELETE", path, body=body, metadata_only=True)
         except ApiError as exc:
             if exc.status in (404, 409):  # gone, or a uid precondition says: another object
-                return False
+                return None
             raise
-        return True
 
     # --- what the reconciler reads ---------------------------------------------------
 

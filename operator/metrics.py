@@ -62,6 +62,12 @@ class OperatorMetrics:
             ["method", "code"],
             registry=r,
         )
+        self.leader = Gauge(
+            "kubetrade_operator_leader",
+            "1 while this operator reconciles (standalone, or holding the leader lease), 0 while"
+            " it is a standby",
+            registry=r,
+        )
         for result in ("ok", "error"):
             self.reconciliations.labels(result)  # both series from the start, at 0
         # Per session (namespace, name): the phase its status was last given.

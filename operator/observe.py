@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from typing import Any
 
 import aiohttp
 
 from kubetrade.operator import children
 from kubetrade.operator.kube import ApiError, Kube, Obj
 from kubetrade.operator.metrics import OperatorMetrics
-from kubetrade.operator.plan import Plan, previous_status
+from kubetrade.operator.plan import Observed, Plan, previous_status
 from kubetrade.operator.reconcile import Reconciler
 
 
@@ -29,10 +29,18 @@ class ObservedKube(Kube):
         body: object = None,
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        fenced: bool = True,
+        metadata_only: bool = False,
     ) -> Obj:
         try:
             return await super().request(
-                method, path, body=body, params=params, content_type=content_type
+                method,
+                path,
+                body=body,
+                params=params,
+                content_type=content_type,
+                fenced=fenced,
+                metadata_only=metadata_only,
             )
         except ApiError as exc:
             self.metrics.api_errors.labels(method, str(exc.status)).inc()
@@ -47,40 +55,40 @@ class ObservedReconciler(Reconciler):
 
     metrics: OperatorMetrics
 
-    async def reconcile(self, namespace: str, name: str) -> bool:
+    async def reconcile(self, namespace: str, name: str) -> float | None:
         metrics = self.metrics
-        metrics.queue_depth.inc()  # until done: waiting for the session's lock counts too
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            try:
-                finished = await super().reconcile(namespace, name)
-            except BaseException:
-                metrics.reconciliations.labels("error").inc()
-                metrics.reconcile_errors.inc()
-                raise
-            finally:
-                metrics.duration.observe(time.monotonic() - started)
+            after = await super().reconcile(namespace, name)
+        except BaseException:
+            metrics.reconciliations.labels("error").inc()
+            metrics.reconcile_errors.inc()
+            raise
         finally:
-            metrics.queue_depth.dec()
+            metrics.duration.observe(time.monotonic() - started)
         metrics.reconciliations.labels("ok").inc()
-        if finished:  # deleted, or nothing of it is left: no longer served
+        if after is None:  # deleted: no longer served
             metrics.forget(namespace, name)
-        return finished
+        return after
 
-    async def _record(self, session: Obj, step: Plan, now: datetime) -> None:
-        await super()._record(session, step, now)
-        meta = session["metadata"]
-        phase = step.outcome.phase
-        previous = previous_status(session)
-        if phase == "RolledBack" and (previous is None or previous.phase != "RolledBack"):
-            self.metrics.rollbacks.inc()
-        self.metrics.phase(meta["namespace"], meta["name"], phase)
+    async def _record(self, observed: Observed, step: Plan, *, precondition: bool = False) -> bool:
+        recorded = await super()._record(observed, step, precondition=precondition)
+        if recorded:
+            session = observed.session
+            meta = session["metadata"]
+            phase = step.outcome.phase
+            previous = previous_status(session)
+            if phase == "RolledBack" and (previous is None or previous.phase != "RolledBack"):
+                self.metrics.rollbacks.inc()
+            self.metrics.phase(meta["namespace"], meta["name"], phase)
+        return recorded
 
 
 def observed(
-    kube: Kube, settings: children.RunnerSettings, metrics: OperatorMetrics
+    kube: Kube, settings: children.RunnerSettings, metrics: OperatorMetrics, **options: Any
 ) -> ObservedReconciler:
-    """A reconciler reporting into `metrics` (its API client must be an ObservedKube)."""
-    reconciler = ObservedReconciler(kube, settings)
+    """A reconciler reporting into `metrics` (its API client must be an ObservedKube);
+    `options` as Reconciler's."""
+    reconciler = ObservedReconciler(kube, settings, **options)
     reconciler.metrics = metrics
     return reconciler

@@ -25,13 +25,11 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from kubetrade.operator import children, rollout, status
+from kubetrade.operator import children, memo, rollout, status
 from kubetrade.operator.children import ANNOTATION_HASH, ANNOTATION_RESTART_NONCE, FINALIZER
 from kubetrade.operator.claim import claim_step
 from kubetrade.operator.rollout import Resolution
 from kubetrade.operator.status import DeployedSpec, Outcome, RunnerSummary, SessionStatus
-from kubetrade.runner.session_file import SessionError, validate_document
-from kubetrade.runner.spec import API_VERSION, KIND, LiveTradingSession
 
 Obj = dict[str, Any]
 Event = tuple[str, str, str]  # type (Normal/Warning), reason, message
@@ -65,6 +63,9 @@ class Observed:
     figures: Obj | None = None  # a runner's /status, read in this pass
     figures_from: str | None = None  # the uid of that runner's pod
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # How old status.summary may get before new figures replace it: figures read more
+    # often (a spec on probation is judged at every pass) decide, but are not all written.
+    summary_seconds: float = status.SUMMARY_INTERVAL_SECONDS
 
 
 @dataclass(slots=True)
@@ -78,6 +79,8 @@ class Plan:
     delete_config_map: bool = False
     create_claim: Obj | None = None
     patch_claim: Obj | None = None
+    add_finalizer: bool = False  # before any child is made
+    remove_finalizer: bool = False  # the session is deleted and its runner has stopped
     finished: bool = False  # the session is being deleted and nothing of it remains
     runner_pod: str | None = None
     strategy: str | None = None
@@ -103,23 +106,6 @@ def owned_by(obj: Obj, session: Obj) -> bool:
 
 def _is_terminating(pod: Obj) -> bool:
     return bool(pod["metadata"].get("deletionTimestamp"))
-
-
-def _validated(session: Obj) -> tuple[LiveTradingSession | None, str | None]:
-    """The runner's own validation of the spec (what CEL cannot say): the session as the
-    runner reads it, or the problems that stop it."""
-    meta = session["metadata"]
-    document = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
-        "spec": session.get("spec") or {},
-    }
-    try:
-        parsed = validate_document(document, source=f"{meta.get('namespace')}/{meta['name']}")
-    except SessionError as exc:
-        return None, "; ".join(str(problem) for problem in exc.problems)
-    return parsed, None
 
 
 def _stop_all(observed: Observed, reason: str, plan: Plan) -> None:
@@ -194,12 +180,9 @@ def _resolution_trouble(resolution: Resolution | None, reference: str | None) ->
 
 
 def _children(
-    session: Obj, record: DeployedSpec, settings: children.RunnerSettings
+    session: Obj, record: DeployedSpec, settings: children.RunnerSettings, *, slot: str = "newest"
 ) -> children.Desired:
-    spec: Obj = json.loads(record.spec)
-    return children.desired_children(
-        {**session, "spec": spec}, settings, state_dir=record.state_dir, image=record.image
-    )
+    return memo.desired(session, record, settings, slot=slot)
 
 
 def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
@@ -214,7 +197,9 @@ def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
     if previous is not None:
         kept.deployed, kept.stable = previous.last_reconciled_spec, previous.last_stable_spec
         kept.summary = previous.summary
-    if observed.figures is not None:
+    if observed.figures is not None and status.summary_due(
+        kept.summary, now, observed.summary_seconds
+    ):
         kept.summary = status.summary_from_runner(observed.figures, now)
 
     def with_records(result: Plan) -> Plan:
@@ -231,12 +216,13 @@ def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
         if not pods:
             result.delete_config_map = observed.config_map is not None
             result.finished = True
+            result.remove_finalizer = FINALIZER in (meta.get("finalizers") or [])
             result.outcome = Outcome(
                 "Stopping", "SessionDeleted", "runner stopped; the session goes"
             )
         return result
 
-    _, problems = _validated(session)
+    problems = memo.validity(session).problems
     if problems:
         message = f"invalid session: {problems}"
         result = with_records(
@@ -302,15 +288,15 @@ def plan(observed: Observed, settings: children.RunnerSettings) -> Plan:
     rolled_back = deployed.state == "RolledBack" and stable is not None
     record = stable if rolled_back and stable is not None else deployed
     if record is not deployed:
-        desired = _children(session, record, settings)
+        desired = _children(session, record, settings, slot="running")
     running_spec: Obj = json.loads(record.spec)
-    parsed, _ = _validated({**session, "spec": running_spec})
+    running = memo.validity({**session, "spec": running_spec})
 
     result = Plan(
         Outcome("Pending", "", ""),
         strategy=desired.strategy,
         strategy_digest=record.strategy_digest,
-        real_money=parsed is not None and parsed.spec.is_live,
+        real_money=running.real_money,
         summary=kept.summary,
         deployed=deployed,
         stable=stable,
@@ -335,9 +321,9 @@ def _step(
     previous = previous_status(session)
     pods = observed.pods
     live = [p for p in pods if not _is_terminating(p)]
-    if FINALIZER not in (meta.get("finalizers") or []):
-        # Without our finalizer a deleted session would not wait for its runner to stop.
-        return Outcome("Pending", "AwaitingFinalizer", f"waiting for finalizer {FINALIZER}")
+    # Without our finalizer a deleted session would not wait for its runner to stop: it
+    # goes on before any child is made (reconcile.py).
+    result.add_finalizer = FINALIZER not in (meta.get("finalizers") or [])
 
     reasons = [(p, _stop_reason(p, desired, session, rolled_back=rolled_back)) for p in pods]
     stale = [(p, why) for p, why in reasons if why and not _is_terminating(p)]

@@ -202,6 +202,15 @@ def deadline(deployed: DeployedSpec) -> datetime | None:
     return started + timedelta(seconds=rollback.readiness_timeout_seconds, milliseconds=bars_ms)
 
 
+def bar_seconds(deployed: DeployedSpec) -> float:
+    """The bar interval of a deployed spec: a runner on probation makes progress no faster."""
+    spec: Obj = json.loads(deployed.spec)
+    try:
+        return interval_ms(str(spec.get("interval") or "1m")) / 1000
+    except ValueError:
+        return 60.0
+
+
 def progress(deployed: DeployedSpec, summary: RunnerSummary | None) -> str:
     """How far a deployed spec is towards stable, for the Reconciling condition."""
     wanted = _rollback(json.loads(deployed.spec)).stable_bars

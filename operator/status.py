@@ -48,7 +48,10 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 # Phases in which the session is as its spec asks and nothing is under way.
 _SETTLED: Final = frozenset({"Running", "Suspended", "Completed"})
-SUMMARY_INTERVAL_SECONDS: Final = 15.0  # high-rate figures belong in Prometheus, not etcd
+# High-rate figures belong in Prometheus, not etcd: a running session's status is written
+# about once a minute (`kubetrade operator --summary-seconds`), which at a thousand
+# sessions is what the API server should take from the operator in steady state.
+SUMMARY_INTERVAL_SECONDS: Final = 60.0
 
 # Waiting reasons after which a container will not start without someone changing something.
 _STUCK_WAITING: Final = frozenset(
@@ -84,7 +87,7 @@ class Condition(_Model):
 
 
 class RunnerSummary(_Model):
-    """The runner's figures, copied from its /status at most every 15 s."""
+    """The runner's figures, copied from its /status about once a minute."""
 
     bars: int = Field(default=0, description="Closed bars processed.")
     last_bar_time: str | None = Field(default=None, description="Open time of the last bar.")
@@ -272,12 +275,14 @@ def _rollback_reason(deployment: DeployedSpec | None) -> str:
 # ---------------------------------------------------------------- runner figures
 
 
-def summary_due(previous: RunnerSummary | None, now: datetime) -> bool:
-    """Whether the runner's figures may be read again (at most every 15 s)."""
+def summary_due(
+    previous: RunnerSummary | None, now: datetime, seconds: float = SUMMARY_INTERVAL_SECONDS
+) -> bool:
+    """Whether the runner's figures may be recorded again (at most every `seconds`)."""
     if previous is None:
         return True
     updated = parse_timestamp(previous.updated_at)
-    return updated is None or (now - updated).total_seconds() >= SUMMARY_INTERVAL_SECONDS
+    return updated is None or (now - updated).total_seconds() >= seconds
 
 
 def _money(value: float) -> float:

@@ -308,6 +308,8 @@ class Cluster:
         runtime: str = "process",
         insecure_registries: Sequence[str] = (),
         provision_volumes: bool = True,
+        light: bool = False,
+        light_pace: float = 1.0,
         timeout: float = 30,
     ) -> NodeAgent:
         """Start node_agent.py as node `name` and wait until its Node is Ready.
@@ -316,7 +318,9 @@ class Cluster:
         settings, scripts/containers/env.sh), pulling from `insecure_registries` over HTTP.
         provision_volumes: the agent provisions PersistentVolumeClaims of the default
         StorageClass `kubetrade-node-local`, which this installs (claims bind where the
-        cluster runs STORAGE_CONTROLLERS).
+        cluster runs STORAGE_CONTROLLERS). light=True runs nothing: pods are Running and
+        Ready at once and their runners' /status is made up, `light_pace` bars a second
+        (node_light.py).
         """
         node_kubeconfig = self.user_kubeconfig(f"system:node:{name}", ["system:nodes"])
         binder_kubeconfig = self.user_kubeconfig("system:kube-scheduler")
@@ -333,6 +337,8 @@ class Cluster:
         env = {**base, "PYTHONSAFEPATH": "1", "PYTHONPATH": str(E2E_DIR.parent)}
         options = [f"--runtime={runtime}"]
         options += [f"--insecure-registry={registry}" for registry in insecure_registries]
+        if light:
+            options += ["--light", f"--light-pace={light_pace}"]
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [

@@ -4,7 +4,7 @@
         --binder-kubeconfig SCHED.kubeconfig [--provisioner-kubeconfig PROV.kubeconfig] \
         --node-name NAME --work-dir DIR \
         [--kubetrade PATH] [--runtime process|podman [--insecure-registry HOST:PORT]...] \
-        [--exit-on-stdin-eof]
+        [--light [--light-pace BARS_PER_S]] [--exit-on-stdin-eof]
 
 It registers a Ready Node, binds unscheduled pods to it (as the scheduler would, with the
 binder identity, system:kube-scheduler), and runs every pod bound to it as local processes
@@ -12,7 +12,9 @@ binder identity, system:kube-scheduler), and runs every pod bound to it as local
 containers of their images (node_container.py; podman runs with the caller's
 CONTAINERS_CONF, which the harness takes from scripts/containers/env.sh). With a
 provisioner identity it also provisions the node-local volumes of PersistentVolumeClaims
-(node_storage.py). It runs as its
+(node_storage.py). With `--light` it runs nothing: pods are reported Running and Ready at
+once and their runners' /status is made up (node_light.py), for the operator's scale
+benchmark. It runs as its
 own process with its own log, authenticated as system:node:NAME in group system:nodes, so
 the API server's Node authorizer and NodeRestriction admission hold it to exactly what a
 kubelet may do.
@@ -39,6 +41,7 @@ import aiohttp
 
 from . import node_container
 from .kubeclient import ApiError, KubeClient, load_credentials
+from .node_light import LightPod, StatusServer
 from .node_pod import PODMAN, PROCESS, AgentSettings, PodWorker, now
 from .node_storage import Provisioner
 
@@ -76,12 +79,14 @@ class NodeAgent:
         node: KubeClient,
         binder: KubeClient | None,
         provisioner: KubeClient | None = None,
+        light: StatusServer | None = None,
     ):
         self.settings = settings
         self.node = node
         self.binder = binder
         self.provisioner = provisioner
-        self.workers: dict[str, PodWorker] = {}
+        self.light = light  # light mode: pods run nothing, their /status is made up
+        self.workers: dict[str, PodWorker | LightPod] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.finished: set[str] = set()
         self.addresses = PodAddresses()
@@ -235,7 +240,8 @@ class NodeAgent:
             ready = [
                 worker
                 for worker in self.workers.values()
-                if selector
+                if isinstance(worker, PodWorker)
+                and selector
                 and worker.pod["metadata"]["namespace"] == where
                 and not worker.pod["metadata"].get("deletionTimestamp")
                 and selector.items() <= (worker.pod["metadata"].get("labels") or {}).items()
@@ -315,6 +321,8 @@ class NodeAgent:
                 log.warning("binding %s/%s failed: %s", meta["namespace"], meta["name"], exc)
             return
         message = f"Successfully assigned {meta['namespace']}/{meta['name']} to {self.name}"
+        if self.light is not None:
+            return  # the benchmark's API server load is the operator's: no Events, no lines
         log.info("%s", message)
         await self._event(self.binder, "default-scheduler", pod, "Normal", "Scheduled", message)
 
@@ -356,14 +364,24 @@ class NodeAgent:
             self.finished.add(uid)
             return
         address = self.addresses.take()
-        worker = PodWorker(
-            settings=self.settings,
-            client=self.node,
-            pod=pod,
-            pod_ip=address,
-            emit=self.emit,
-            service_hosts=self.service_hosts,
-        )
+        worker: PodWorker | LightPod
+        if self.light is not None:
+            worker = LightPod(
+                client=self.node,
+                pod=pod,
+                pod_ip=address,
+                host_ip=self.settings.host_ip,
+                server=self.light,
+            )
+        else:
+            worker = PodWorker(
+                settings=self.settings,
+                client=self.node,
+                pod=pod,
+                pod_ip=address,
+                emit=self.emit,
+                service_hosts=self.service_hosts,
+            )
         self.workers[uid] = worker
         task = asyncio.create_task(worker.run(), name=f"pod {worker.key}")
         self.tasks[uid] = task
@@ -410,6 +428,18 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="HOST:PORT",
         help="pull from this registry over plain HTTP (podman mode; repeatable)",
+    )
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="run nothing: report pods Running and Ready and make up their runners' /status",
+    )
+    parser.add_argument(
+        "--light-pace",
+        type=float,
+        default=1.0,
+        metavar="BARS_PER_S",
+        help="light mode: bars a second in the made-up /status (default: %(default)s)",
     )
     parser.add_argument("--backoff-base", type=float, default=10.0, help="seconds (kubelet: 10)")
     parser.add_argument("--backoff-max", type=float, default=300.0, help="seconds (kubelet: 300)")
@@ -475,7 +505,12 @@ async def _main(args: argparse.Namespace) -> None:
             provisioner = await stack.enter_async_context(
                 KubeClient(load_credentials(args.provisioner_kubeconfig), user_agent=agent_name)
             )
-        await NodeAgent(settings, node, binder, provisioner).run(stop)
+        light = None
+        if args.light:
+            light = StatusServer(pace=args.light_pace)
+            await light.start()
+            stack.push_async_callback(light.stop)
+        await NodeAgent(settings, node, binder, provisioner, light).run(stop)
     if args.exit_on_stdin_eof:
         stdin_task.cancel()
 

@@ -4,7 +4,8 @@ ServiceAccount, with what deploy/rbac.yaml grants and nothing more.
 The `crd` fixture applies crds/ and waits until the CRD is Established; the `operator`
 fixture (module scope: each test module gets its own) applies deploy/rbac.yaml and runs
 `kubetrade operator --all-namespaces` against the `cluster`, its liveness endpoint up
-before the first test. Helpers: `eventually` (wait_until with the operator's log in a
+before the first test. `start_operator` runs one with other flags (two leader-election
+candidates, the scale benchmark's). Helpers: `eventually` (wait_until with the operator's log in a
 failure), `condition`, `session_events`, `patch`.
 """
 
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,9 +68,29 @@ class Operator:
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
 
+    def alive(self) -> bool:
+        """Whether its liveness endpoint answers 200; an exited operator fails with its log."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"the operator exited ({self.process.returncode}):\n{self.tail()}")
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+        return False
 
-@pytest.fixture(scope="module")
-def crd(cluster: Cluster) -> None:
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def apply_crd(cluster: Cluster) -> None:
+    """crds/ applied, and Established."""
     cluster.apply(CRD)
     cluster.kubectl(
         "wait",
@@ -77,20 +98,28 @@ def crd(cluster: Cluster) -> None:
         "crd/livetradingsessions.kubetrade.io",
         "--timeout=60s",
     )
-    applied = cluster.get("crd", "livetradingsessions.kubetrade.io")
-    assert applied is not None
-    kinds = {c["type"]: c["status"] for c in applied["status"]["conditions"]}
-    assert kinds.get("NonStructuralSchema") is None, kinds  # the API server found it structural
 
 
-@pytest.fixture(scope="module")
-def operator(cluster: Cluster, node_agent: NodeAgent, crd: None) -> Iterator[Operator]:
+def operator_kubeconfig(cluster: Cluster) -> Path:
+    """deploy/rbac.yaml applied; a kubeconfig with a bound token of its ServiceAccount."""
     cluster.apply(RBAC)
-    kubeconfig = cluster.service_account_kubeconfig(
-        OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, create=False
-    )
+    return cluster.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, create=False)
+
+
+def start_operator(
+    cluster: Cluster,
+    *,
+    args: Sequence[str] = ("--resync-seconds=5",),
+    log_name: str = "operator.log",
+    kubeconfig: Path | None = None,
+    wait: bool = True,
+) -> Operator:
+    """`kubetrade operator --all-namespaces` as its ServiceAccount, with `args` besides;
+    its liveness endpoint up unless `wait` is false (a leader-election standby serves it
+    at once, too)."""
+    kubeconfig = kubeconfig or operator_kubeconfig(cluster)
     port = _free_port()
-    log_path = cluster.dir / "operator.log"
+    log_path = cluster.dir / log_name
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["PYTHONSAFEPATH"] = "1"
     command = [
@@ -98,12 +127,11 @@ def operator(cluster: Cluster, node_agent: NodeAgent, crd: None) -> Iterator[Ope
         "operator",
         f"--kubeconfig={kubeconfig}",
         "--all-namespaces",
-        "--standalone",
         "--runner-image=ghcr.io/kubetrade/kubetrade:e2e",
         # The node agent cannot mount an emptyDir at /tmp (it pre-creates <root>/tmp).
         "--runner-scratch-dir=/var/tmp",
         f"--liveness=http://127.0.0.1:{port}/healthz",
-        "--resync-seconds=5",
+        *args,
     ]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -116,23 +144,27 @@ def operator(cluster: Cluster, node_agent: NodeAgent, crd: None) -> Iterator[Ope
             preexec_fn=_die_with_parent,
         )
     running = Operator(process, log_path, port)
+    if wait:
+        wait_until("the operator's liveness endpoint", running.alive, timeout=60, every=0.3)
+    return running
 
-    def alive() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"the operator exited ({process.returncode}):\n{running.tail()}")
-        url = f"http://127.0.0.1:{port}/healthz"
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as reply:
-            return bool(reply.status == 200)
-        return False
 
-    wait_until("the operator's liveness endpoint", alive, timeout=60, every=0.3)
+@pytest.fixture(scope="module")
+def crd(cluster: Cluster) -> None:
+    apply_crd(cluster)
+    applied = cluster.get("crd", "livetradingsessions.kubetrade.io")
+    assert applied is not None
+    kinds = {c["type"]: c["status"] for c in applied["status"]["conditions"]}
+    assert kinds.get("NonStructuralSchema") is None, kinds  # the API server found it structural
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, node_agent: NodeAgent, crd: None) -> Iterator[Operator]:
+    running = start_operator(
+        cluster, args=["--standalone", "--resync-seconds=5", "--summary-seconds=5"]
+    )
     yield running
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    running.stop()
 
 
 # --- helpers --------------------------------------------------------------------------------

@@ -273,8 +273,9 @@ def test_helm_install_runs_the_operator_and_a_session_in_containers_upgrades_and
         "-f", str(VALUES),
         "--set", f"image.repository={repository}",
         "--set", f"image.digest={digest}",
-        # Sessions' figures every 5 s instead of 10: the test waits on them.
-        "--set-json", 'operator.extraArgs=["--resync-seconds=5"]',
+        # Sessions' figures in status every 5 s instead of every minute: the test waits on
+        # them.
+        "--set-json", 'operator.extraArgs=["--resync-seconds=5","--summary-seconds=5"]',
     ]  # fmt: skip
     notes = helm("install", RELEASE, str(CHART), "-n", SYSTEM, *install_values,
                  "--wait", "--timeout=5m", kubeconfig=admin)  # fmt: skip
@@ -330,7 +331,8 @@ def test_helm_install_runs_the_operator_and_a_session_in_containers_upgrades_and
     # --- upgrade: changed values roll the operator, the runner stays -------------------------
     with watching_pods(cluster, SYSTEM) as seen:
         helm("upgrade", RELEASE, str(CHART), "-n", SYSTEM, "--reuse-values",
-             "--set-json", 'operator.extraArgs=["--resync-seconds=5","--verbose"]',
+             "--set-json",
+             'operator.extraArgs=["--resync-seconds=5","--summary-seconds=5","--verbose"]',
              "--wait", "--timeout=5m", kubeconfig=admin)  # fmt: skip
         upgraded = eventually(cluster, "one operator after the upgrade", the_operator(cluster), 120)
     assert upgraded["metadata"]["uid"] != operator["metadata"]["uid"]

@@ -55,6 +55,22 @@ class Recorder:
             most = max(most, len(present))
         return most
 
+    def most_runner_pods_per_session(self) -> dict[str, int]:
+        """For each session (its pods' kubetrade.io/session label), the most runner pods
+        it had at once."""
+        present: dict[str, set[str]] = {}
+        most: dict[str, int] = {}
+        for seen in self.of("pod"):
+            meta = seen.obj["metadata"]
+            session = (meta.get("labels") or {}).get("kubetrade.io/session", "")
+            pods = present.setdefault(session, set())
+            if seen.kind == "DELETED":
+                pods.discard(meta["uid"])
+            else:
+                pods.add(meta["uid"])
+            most[session] = max(most.get(session, 0), len(pods))
+        return most
+
     def pod_uids(self) -> list[str]:
         uids: list[str] = []
         for seen in self.of("pod"):

@@ -385,6 +385,47 @@ def test_rbac_grants_exactly_what_deploy_rbac_grants(helm: Path, namespaces: lis
     assert deployment["serviceAccountName"] == account["name"]
 
 
+def test_two_replicas_elect_a_leader_on_one_lease_in_the_release_namespace(helm: Path) -> None:
+    objects = render(helm, "--set", "operator.replicas=2")
+    deployment = one(objects, "Deployment")["spec"]
+    assert deployment["replicas"] == 2
+    # A standby stays up through a rolling update; the leader hands the Lease over.
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    anti = deployment["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+    args = operator_container(objects)["args"]
+    assert "--leader-elect" in args and "--standalone" in args  # never kopf peering
+    assert f"--leader-election-namespace={NAMESPACE}" in args
+    assert f"--leader-election-name={FULLNAME}" in args
+    assert {"--lease-seconds=15", "--renew-seconds=10", "--retry-seconds=2"} <= set(args)
+    # The Lease: in the release's namespace only, the same rules as deploy/rbac.yaml's
+    # Role for it (the Lease's name aside: the chart's full name there).
+    role = one(objects, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    deployed = one(_deploy_rbac(), "Role")["rules"]
+    for rule in deployed:
+        if rule.get("resourceNames"):
+            rule["resourceNames"] = [FULLNAME]
+    assert _rules(role["rules"]) == _rules(deployed)
+    assert role["rules"] == [r for r in role["rules"] if r["apiGroups"] == ["coordination.k8s.io"]]
+    (binding,) = [b for b in of_kind(objects, "RoleBinding") if b["roleRef"]["kind"] == "Role"]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+    budget = one(objects, "PodDisruptionBudget")["spec"]
+    assert budget == {"minAvailable": 1, "selector": deployment["selector"]}
+    # One replica: no Lease, no budget, Recreate.
+    single = render(helm)
+    assert of_kind(single, "Role") == [] and of_kind(single, "PodDisruptionBudget") == []
+    assert "--leader-elect" not in operator_container(single)["args"]
+
+
 def test_all_namespaces_by_default(helm: Path) -> None:
     objects = render(helm)
     assert len(of_kind(objects, "ClusterRoleBinding")) == 1

@@ -65,11 +65,20 @@ def deleted(p: Obj) -> Obj:
     return p
 
 
-def test_nothing_is_created_before_the_finalizer_is_in_place() -> None:
-    result = step(session(), [])
-    assert result.create_pod is None and result.write_config_map is None
-    assert result.outcome.phase == "Pending"
-    assert result.outcome.reason == "AwaitingFinalizer"
+def test_the_first_step_adds_the_finalizer_and_only_a_deletion_removes_it() -> None:
+    # The reconciler adds it before any child (reconcile._act): a deleted session then
+    # waits for its runner to stop.
+    first = step(session(), [])
+    assert first.add_finalizer and first.create_pod is not None
+    assert not step(ours(session()), []).add_finalizer
+    going = deleted(ours(session()))
+    assert not step(going, [running(going)]).remove_finalizer  # its runner still runs
+    done = step(going, [])
+    assert done.finished and done.remove_finalizer and not done.add_finalizer
+    # Someone else's finalizer is not ours to remove.
+    theirs = deleted(session())
+    theirs["metadata"]["finalizers"] = ["example.com/other"]
+    assert not step(theirs, []).remove_finalizer
 
 
 def test_a_new_session_gets_its_config_map_and_one_pod() -> None:
@@ -273,7 +282,7 @@ def test_conditions_move_their_transition_time_only_on_a_flip() -> None:
     assert {"Ready", "Reconciling", "Stalled", "SpecValid", "RunnerReady", "Suspended"} <= kinds
 
 
-def test_the_runner_figures_become_a_summary_at_most_every_15_seconds() -> None:
+def test_the_runner_figures_become_a_summary_at_most_every_minute() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     payload = {
         "bars": 42,
@@ -289,8 +298,9 @@ def test_the_runner_figures_become_a_summary_at_most_every_15_seconds() -> None:
     assert (summary.bars, summary.orders, summary.fills) == (42, 3, 2)
     assert summary.last_bar_time == "2024-01-01T00:00:00Z"
     assert summary.market_data_live
-    assert not status.summary_due(summary, t0 + timedelta(seconds=14))
-    assert status.summary_due(summary, t0 + timedelta(seconds=15))
+    assert not status.summary_due(summary, t0 + timedelta(seconds=59))
+    assert status.summary_due(summary, t0 + timedelta(seconds=60))
+    assert status.summary_due(summary, t0 + timedelta(seconds=15), 15)  # --summary-seconds
     assert status.summary_due(None, t0)
 
 

@@ -282,6 +282,27 @@ def test_a_new_spec_is_on_probation_until_its_bars_pass_without_strategy_errors(
     assert "SpecStable" in passes.reasons()
 
 
+def test_figures_decide_at_every_pass_but_the_summary_moves_once_a_minute() -> None:
+    # A spec on probation is judged from figures read at every pass; etcd gets them once
+    # a minute (Observed.summary_seconds), so a thousand sessions cost a write a minute each.
+    passes = Passes(oci_session())
+    passes.step(resolution=resolved(DIGEST_1))
+    passes.settle()
+    passes.step(figures={"bars": 1, "strategy_errors": 0})
+    recorded = passes.status.summary
+    assert recorded is not None and recorded.bars == 1
+    passes.now += timedelta(seconds=20)
+    passes.step(figures={"bars": 2, "strategy_errors": 0})
+    assert passes.status.summary == recorded
+    passes.now += timedelta(seconds=40)
+    passes.step(figures={"bars": 2, "strategy_errors": 0})
+    assert passes.status.summary is not None and passes.status.summary.bars == 2
+    passes.now += timedelta(seconds=5)
+    passes.step(figures={"bars": 3, "strategy_errors": 0})  # stable on figures not yet written
+    assert passes.status.last_stable_spec is not None
+    assert passes.status.summary.bars == 2
+
+
 def test_a_version_that_trips_on_its_bars_is_rolled_back_to_the_last_stable_digest() -> None:
     passes = started(DIGEST_1)
     stable_pod = passes.pods[0]["metadata"]["uid"]
