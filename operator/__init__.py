@@ -12,6 +12,7 @@
 - workqueue.py which session is reconciled when: coalesced, bounded, due times
 - login.py     who the operator is to the API server (kubeconfig or ServiceAccount)
 - kube.py      the few Kubernetes API calls the reconciler makes, each write fenced
+- events.py    Kubernetes Events queued by a pass and posted beside it, bounded
 - fence.py     whether this process may write now (always, or while it holds the Lease)
 - leader.py    leader election on a coordination.k8s.io Lease, for several replicas
 - handlers.py  kopf wiring: which events feed the cache and ask for a pass

@@ -22,7 +22,8 @@ import aiohttp
 
 from kubetrade.operator.children import LABEL_SESSION, MANAGED_BY
 from kubetrade.operator.crd import PLURAL
-from kubetrade.operator.fence import Fence
+from kubetrade.operator.events import EventSink
+from kubetrade.operator.fence import Fence, Fenced
 from kubetrade.operator.login import Login
 from kubetrade.runner.spec import GROUP, VERSION
 
@@ -67,6 +68,7 @@ class Kube:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._server = ""
+        self._events = EventSink(self._post_event)
 
     async def __aenter__(self) -> Kube:
         info = self.login.info()
@@ -78,9 +80,11 @@ class Kube:
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
             timeout=aiohttp.ClientTimeout(total=30),
         )
+        self._events.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self._events.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -170,7 +174,8 @@ class Kube:
         return items
 
     async def event(self, involved: Obj, kind: str, reason: str, message: str) -> None:
-        """Record a Kubernetes Event about `involved`; a failure is logged, never raised."""
+        """Queue a Kubernetes Event about `involved` (events.py posts it off the pass's
+        path); a failure to post it is logged, never raised."""
         meta = involved["metadata"]
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
@@ -193,11 +198,20 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
+        self._events.put(core_path(meta["namespace"], "events"), body)
+
+    async def _post_event(self, path: str, body: Obj) -> None:
         try:
-            await self.create(core_path(meta["namespace"], "events"), body)
-        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
+            await self.create(path, body)
+        except (ApiError, aiohttp.ClientError, TimeoutError, Fenced) as exc:
+            # Fenced: a leader that lost the Lease posts nothing more, not even Events.
+            involved = body["involvedObject"]
             log.warning(
-                "event %s for %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], exc
+                "event %s for %s/%s not recorded: %s",
+                body["reason"],
+                involved["namespace"],
+                involved["name"],
+                exc,
             )
 
     async def runner_status(self, pod_ip: str, port: int) -> Obj | None:

@@ -218,6 +218,20 @@ class Reconciler:
         again) or it is gone."""
         session = observed.session
         namespace = session["metadata"]["namespace"]
+        if step.add_finalizer and not step.delete_pods:
+            # A new session: its finalizer, session file and claim are independent writes,
+            # sent at once (one round trip before the pod, not two: under a thousand new
+            # sessions each round trip is a fraction of a second). The pod still waits for
+            # the finalizer, so a deleted session waits for its runner to stop; a file or
+            # claim made for a session that changed meanwhile is adopted by the next pass.
+            added, written, _ = await asyncio.gather(
+                self._finalizer(session, add=True),
+                self._write_config_map(observed, step),
+                self._claim(observed, step),
+            )
+            if not added:
+                return False
+            return await self._start(observed, step, written=written)
         # Before the first child: a deleted session then waits for its runner to stop.
         if step.add_finalizer and not await self._finalizer(session, add=True):
             return False
@@ -233,6 +247,12 @@ class Reconciler:
         written, _ = await asyncio.gather(
             self._write_config_map(observed, step), self._claim(observed, step)
         )
+        return await self._start(observed, step, written=written)
+
+    async def _start(self, observed: Observed, step: Plan, *, written: bool) -> bool:
+        """The rest of a step once the session file is written: the pod, the step's
+        Events, and the finalizer's release."""
+        session = observed.session
         if step.create_pod is not None and written:
             await self._create_pod(observed, step)
         for kind, reason, message in step.events:

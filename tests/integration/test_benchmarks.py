@@ -29,6 +29,33 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["--bars", "2000", "--runs", "1"],
         ["fast.p50_us", "stock.p99_us", "guest_floor.p50_us"],
     ),
+    "bench_operator_scale": (
+        # A real API server and two operator candidates: five sessions, a short steady
+        # phase, and the leader killed at the end (takeover takes the chart's 15 s lease).
+        [
+            "--sessions",
+            "5",
+            "--namespaces",
+            "1",
+            "--singles",
+            "2",
+            "--single-interval",
+            "0.2",
+            "--steady-seconds",
+            "5",
+            "--settle-seconds",
+            "1",
+            "--timeout",
+            "120",
+        ],
+        [
+            "create.to_pod_created_s.p50",
+            "rollout.all_running_s",
+            "operator_rss_mb_peak",
+            "failover.takeover_s",
+            "failover.every_session_looked_at_s",
+        ],
+    ),
     "bench_replay": (["--seconds", "0.2"], ["replay_bars_per_s", "synthetic_bars_per_s"]),
     "bench_wasm_calls": (
         ["--calls", "200", "--rounds", "1"],

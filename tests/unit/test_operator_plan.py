@@ -282,7 +282,7 @@ def test_conditions_move_their_transition_time_only_on_a_flip() -> None:
     assert {"Ready", "Reconciling", "Stalled", "SpecValid", "RunnerReady", "Suspended"} <= kinds
 
 
-def test_the_runner_figures_become_a_summary_at_most_every_minute() -> None:
+def test_the_runner_figures_become_a_summary_at_most_every_90_seconds() -> None:
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     payload = {
         "bars": 42,
@@ -298,8 +298,8 @@ def test_the_runner_figures_become_a_summary_at_most_every_minute() -> None:
     assert (summary.bars, summary.orders, summary.fills) == (42, 3, 2)
     assert summary.last_bar_time == "2024-01-01T00:00:00Z"
     assert summary.market_data_live
-    assert not status.summary_due(summary, t0 + timedelta(seconds=59))
-    assert status.summary_due(summary, t0 + timedelta(seconds=60))
+    assert not status.summary_due(summary, t0 + timedelta(seconds=89))
+    assert status.summary_due(summary, t0 + timedelta(seconds=90))
     assert status.summary_due(summary, t0 + timedelta(seconds=15), 15)  # --summary-seconds
     assert status.summary_due(None, t0)
 
