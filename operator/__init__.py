@@ -16,5 +16,6 @@
 - fence.py     whether this process may write now (always, or while it holds the Lease)
 - leader.py    leader election on a coordination.k8s.io Lease, for several replicas
 - handlers.py  kopf wiring: which events feed the cache and ask for a pass
+- memory.py    freed memory handed back to the system (glibc's malloc_trim)
 - main.py      `kubetrade operator`
 """

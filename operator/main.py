@@ -41,6 +41,7 @@ from kubetrade.operator.leader import (
     LeaseSettings,
 )
 from kubetrade.operator.login import Login, load_login
+from kubetrade.operator.memory import trim_now_and_then
 from kubetrade.operator.metrics import OperatorMetrics
 from kubetrade.operator.observe import ObservedKube, observed
 from kubetrade.operator.reconcile import RESYNC_SECONDS
@@ -293,6 +294,7 @@ async def _lead(
     # Made before kopf starts, so kopf's shutdown leaves them to us (it cancels the tasks
     # made while it runs: the passes).
     timer = asyncio.create_task(queue.run(), name="session timer")
+    trimmer = asyncio.create_task(trim_now_and_then(), name="memory")
     holding = asyncio.create_task(elector.hold(), name="lease") if elector else None
     operator = asyncio.create_task(
         kopf.operator(
@@ -317,11 +319,13 @@ async def _lead(
         with contextlib.suppress(asyncio.CancelledError, LeadershipLost):
             await operator
     finally:
-        for task in (timer, holding, operator):
+        for task in (timer, trimmer, holding, operator):
             if task is not None:
                 task.cancel()
         await queue.stop()
-        await asyncio.gather(timer, *([holding] if holding else []), return_exceptions=True)
+        await asyncio.gather(
+            timer, trimmer, *([holding] if holding else []), return_exceptions=True
+        )
         if elector is not None:
             await elector.release()  # after the last pass: no write follows it
     return code
