@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,22 @@ class RunnerSettings:
     user_id: int = 65532  # any non-root id works; the image need not declare one
     scratch_dir: str = "/tmp"  # the writable emptyDir (TMPDIR) on a read-only root
     termination_grace_seconds: int = 30  # the runner finishes the bar in hand, then exits
+
+
+# What a stopping runner needs besides its bar's strategy call: the journal's last
+# commit, the venue's goodbye, the HTTP server's close.
+STOP_MARGIN_SECONDS: Final = 15
+CALL_TIMEOUT_DEFAULT_SECONDS: Final = 5.0  # spec.engine.strategyCallTimeoutSeconds
+
+
+def grace_seconds(spec: Obj, settings: RunnerSettings) -> int:
+    """The runner pod's termination grace period. On SIGTERM the runner finishes the bar in
+    hand, whose strategy call may run until spec.engine.strategyCallTimeoutSeconds (up to
+    an hour); a grace period shorter than that would SIGKILL a runner that was stopping as
+    asked. The journal loses nothing to a SIGKILL, but the bar would be run again."""
+    engine = spec.get("engine") or {}
+    timeout = float(engine.get("strategyCallTimeoutSeconds", CALL_TIMEOUT_DEFAULT_SECONDS))
+    return max(settings.termination_grace_seconds, math.ceil(timeout) + STOP_MARGIN_SECONDS)
 
 
 def runner_pod_name(session: str) -> str:
@@ -375,7 +392,7 @@ def runner_pod(
             # A crashed runner is restarted in place; one that exits 0 has finished
             # (its market data ended) and the session shows Completed.
             "restartPolicy": "OnFailure",
-            "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+            "terminationGracePeriodSeconds": grace_seconds(session_spec, settings),
             "automountServiceAccountToken": False,  # the runner never talks to the API
             "enableServiceLinks": False,
             "securityContext": {

@@ -317,3 +317,12 @@ def test_the_operators_own_fields_stay_out_of_the_runners_session_file() -> None
     assert tuned.pod_hash == base.pod_hash
     document = yaml.safe_load(base.config_map["data"]["session.yaml"])
     assert not {"rollback", "storage", "upgradeMode"} & document["spec"].keys()
+
+
+def test_the_grace_period_lets_a_stopping_runner_finish_its_longest_strategy_call() -> None:
+    # SIGTERM lets the bar in hand finish; its strategy call may run until the session's
+    # call timeout, so a shorter grace period would SIGKILL a runner that was stopping.
+    assert pod_of(session())["spec"]["terminationGracePeriodSeconds"] == 30
+    engine = {"marketDataCacheSize": 1000, "warmupBars": 0, "strategyCallTimeoutSeconds": 120.5}
+    slow = pod_of(session(engine=engine))
+    assert slow["spec"]["terminationGracePeriodSeconds"] == 121 + children.STOP_MARGIN_SECONDS
