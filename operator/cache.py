@@ -115,6 +115,13 @@ class Cache:
             self.claims.get(key, {}),
         )
 
+    def pod_gone(self, key: Key, name: str) -> None:
+        """A read found the pod gone: its DELETED event was missed (a watch that relists
+        after a gap does not send one), so the cache must not keep it."""
+        pods = self.pods.get(key)
+        if pods is not None:
+            pods.pop(name, None)
+
     def _child(
         self, resource: str, store: dict[Key, dict[str, Obj]], kind: str | None, body: Obj
     ) -> Key | None:

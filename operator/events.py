@@ -40,12 +40,16 @@ class EventSink:
         self._queue: asyncio.Queue[tuple[str, Obj]] = asyncio.Queue(maxsize=capacity)
         self._posters = posters
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
         self.dropped = 0
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._posters)]
 
     def put(self, path: str, body: Obj) -> None:
+        if self._closed:
+            self.dropped += 1  # the operator is stopping: nobody would post it
+            return
         try:
             self._queue.put_nowait((path, body))
         except asyncio.QueueFull:
@@ -68,7 +72,9 @@ class EventSink:
                 self._queue.task_done()
 
     async def close(self, within: float = FLUSH_SECONDS) -> None:
-        """Post what is queued (for `within` seconds at most), then stop the posters."""
+        """Post what is queued (for `within` seconds at most), then stop the posters.
+        Events put after this are dropped."""
+        self._closed = True
         if self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), within)

@@ -10,9 +10,14 @@ before the new leader's first, as long as the two clocks run at the same rate.
 The monotonic clock keeps counting while a process is stopped (SIGSTOP, a frozen VM, a
 long pause), so a leader that is paused and resumes finds its fence closed and writes
 nothing: `Kube` asks `check()` immediately before every write it sends, and the
-leader's renew loop then finds the Lease taken and stops the operator. What remains is
-the moment between that check and the request leaving the process, microseconds of
-Python with no await between them.
+leader's renew loop then finds the Lease taken and stops the operator.
+
+What a check cannot see is a write already on its way: waiting for a connection, or in
+the API server's queue. `Kube` gives each write only the time left on the fence, so the
+client has given it up (lease duration - renew deadline) seconds before any standby can
+take over; a request the server had already begun is the case no client-side fence
+closes, which is why the writes that matter carry a precondition (a resourceVersion, a
+pod's uid) that a newer leader's writes have moved on.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ class Fence:
 
     def is_open(self) -> bool:
         return time.monotonic() < self.valid_until
+
+    def seconds_left(self) -> float:
+        return self.valid_until - time.monotonic()
 
     def check(self) -> None:
         if not self.is_open():

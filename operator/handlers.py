@@ -17,7 +17,7 @@ resources.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
@@ -27,6 +27,8 @@ from kubetrade.operator.crd import PLURAL
 from kubetrade.operator.login import Login
 from kubetrade.operator.workqueue import WorkQueue
 from kubetrade.runner.spec import GROUP, VERSION
+
+IDLE_WORKER_SECONDS: Final = 0.5
 
 # The operator's children, as the API server selects them for a watch.
 CHILDREN: dict[str, Callable[[Cache], Callable[[str | None, Obj], Key | None]]] = {
@@ -54,6 +56,11 @@ class NoDiffBase(kopf.DiffBaseStorage):
 def operator_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.diffbase_storage = NoDiffBase()
+    # kopf runs a worker task per object, kept for `idle_timeout` after its last event
+    # (5 s by default). Our handlers only feed the cache, so a worker is done at once;
+    # kept 5 s, a thousand sessions applied or rolled at once held some four thousand
+    # idle workers (sessions, pods, ConfigMaps, claims) and their frames in memory.
+    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
     # Our events are posted by the reconciler, with reasons a person can act on.
     settings.posting.enabled = False
     # No CRD or namespace watching: the served resources and namespaces are fixed at start.

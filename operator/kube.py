@@ -34,6 +34,7 @@ Obj = dict[str, Any]
 MERGE_PATCH: Final = "application/merge-patch+json"
 # The API server's answer to a write, as its metadata alone: what a writer needs of it (a
 # resourceVersion) at a fraction of the bytes to encode, send and parse.
+REQUEST_SECONDS: Final = 30.0  # the longest any request may take
 METADATA_ONLY: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
@@ -78,13 +79,13 @@ class Kube:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=30),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS),
         )
         self._events.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self._events.close()
+        await self.flush_events()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -111,14 +112,21 @@ class Kube:
                 headers["Content-Type"] = content_type
             if metadata_only:
                 headers["Accept"] = METADATA_ONLY
+            timeout = None
             if fenced and method != "GET":
                 self.fence.check()  # the last thing before the request leaves
+                # No longer than the fence is open: a leader's write still on its way
+                # when the fence closes is given up (fence.py).
+                left = self.fence.seconds_left()
+                if left < REQUEST_SECONDS:
+                    timeout = aiohttp.ClientTimeout(total=left)
             async with self._session.request(
                 method,
                 self._server + path,
                 data=data,
                 params=params,
                 headers=headers,
+                timeout=timeout,
             ) as response:
                 text = await response.text()
                 if response.status == 401 and not refresh and self.login.renewable:
@@ -200,11 +208,19 @@ class Kube:
         }
         self._events.put(core_path(meta["namespace"], "events"), body)
 
+    async def flush_events(self) -> None:
+        """Post the queued Events (a few seconds at most) and stop posting: a leader does
+        this before it releases the Lease, so its Events are among its last writes."""
+        await self._events.close()
+
     async def _post_event(self, path: str, body: Obj) -> None:
         try:
             await self.create(path, body)
-        except (ApiError, aiohttp.ClientError, TimeoutError, Fenced) as exc:
-            # Fenced: a leader that lost the Lease posts nothing more, not even Events.
+        except Fenced:
+            # A leader that lost the Lease posts nothing more, not even Events; its
+            # successor tells what happens next.
+            self._events.dropped += 1
+        except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
             involved = body["involvedObject"]
             log.warning(
                 "event %s for %s/%s not recorded: %s",

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import socket
 import time
@@ -208,7 +209,9 @@ class Elector:
             "metadata": metadata,
             "spec": {
                 "holderIdentity": s.identity,
-                "leaseDurationSeconds": round(s.lease_seconds),
+                # Rounded up: a standby waits at least as long as this holder's fence is
+                # open (round() made 10.5 s a 10 s lease against a 10.25 s renew deadline).
+                "leaseDurationSeconds": math.ceil(s.lease_seconds),
                 "acquireTime": spec.get("acquireTime") if ours else now,
                 "renewTime": now,
                 "leaseTransitions": transitions if ours or lease is None else transitions + 1,

@@ -33,6 +33,7 @@ from kubetrade.operator.children import MANAGED_BY, RunnerSettings
 from kubetrade.operator.endpoint import OperatorEndpoint, loopback_probe_url
 from kubetrade.operator.fence import Fence
 from kubetrade.operator.handlers import build_registry, operator_settings
+from kubetrade.operator.kube import Kube
 from kubetrade.operator.leader import (
     LEASE_NAME,
     SERVICE_ACCOUNT_NAMESPACE,
@@ -233,10 +234,13 @@ async def _operate(args: argparse.Namespace, login: Login, lease: LeaseSettings 
         await endpoint.start()
         liveness = probe
     try:
-        async with kube:
+        async with kube, contextlib.AsyncExitStack() as stack:
             elector = None
             if lease is not None:
-                elector = Elector(kube, lease, fence)
+                # The Lease's requests get a connection pool of their own: a burst of
+                # passes (a takeover of a thousand sessions) never holds up a renewal.
+                own = await stack.enter_async_context(Kube(login, fence=fence, user_agent=agent))
+                elector = Elector(own, lease, fence)
                 metrics.leader.set(0)
                 if not await _until_stopped(elector.acquire()):
                     return 0  # stopped while a standby
@@ -326,6 +330,7 @@ async def _lead(
         await asyncio.gather(
             timer, trimmer, *([holding] if holding else []), return_exceptions=True
         )
+        await kube.flush_events()  # the passes' Events are their last writes
         if elector is not None:
             await elector.release()  # after the last pass: no write follows it
     return code

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -84,8 +85,10 @@ class Reconciler:
         fresh_at = self._fresh_at.setdefault(key, time.monotonic())
         due = key in self._doubted or time.monotonic() - fresh_at >= self.resync_seconds
         figures: Figures | None = None  # not read yet in this pass
-        if cached is not None and not due and not self._resolving(cached):
-            pods, maps, claims = self.cache.children(key)
+        pods, maps, claims = self.cache.children(key)
+        # A runner pod on its way out is read afresh: a watch that relists after a gap
+        # never says that a pod went in the gap.
+        if cached is not None and not due and not self._resolving(cached) and not _stopping(pods):
             figures = await self._figures(cached, previous_status(cached), pods)
             observed = Observed(
                 session=cached,
@@ -110,6 +113,13 @@ class Reconciler:
             self._doubted.discard(key)
         observed = await self._observe(session, figures, complete=due)
         step = plan(observed, self.settings)
+        if step.delete_pods and not due:
+            # Pods of other names came from the cache, which may still hold one that is
+            # gone (its DELETED not seen yet): a delete is decided on a complete read only,
+            # or the real runner could go as a "duplicate" of a ghost.
+            self._fresh_at[key] = time.monotonic()
+            observed = await self._observe(session, figures, complete=True)
+            step = plan(observed, self.settings)
         if await self._act(observed, step):
             await self._record(observed, step)
         return self._next(observed, step)
@@ -144,6 +154,8 @@ class Reconciler:
             )
         else:
             by_name = await self.kube.get(core_path(namespace, "pods", pod_name))
+            if by_name is None:
+                self.cache.pod_gone(key, pod_name)
             cached, maps, claims = self.cache.children(key)
             # Labelled pods of other names are made only by hand: the watch shows them.
             pods = [p for p in cached if p["metadata"]["name"] != pod_name]
@@ -191,6 +203,12 @@ class Reconciler:
             after = min(after, 1.0)  # a write was refused: look again, afresh, soon
         if meta.get("deletionTimestamp"):
             after = min(after, STOPPING_SECONDS)  # events say when it stopped; this in case
+        if _stopping(observed.pods):
+            # A runner pod on its way out: its DELETED event brings the successor, but a
+            # watch that relists after a gap never sends a DELETED for what went in the
+            # gap. Look again soon (reading the pod afresh) rather than wait for the
+            # resync with a ghost.
+            after = min(after, STOPPING_SECONDS)
         if self._resolving(observed.session):
             after = min(after, RESOLVE_RETRY_SECONDS)
         if _runner_up(observed.pods):
@@ -224,7 +242,7 @@ class Reconciler:
             # sessions each round trip is a fraction of a second). The pod still waits for
             # the finalizer, so a deleted session waits for its runner to stop; a file or
             # claim made for a session that changed meanwhile is adopted by the next pass.
-            added, written, _ = await asyncio.gather(
+            added, written, _ = await _together(
                 self._finalizer(session, add=True),
                 self._write_config_map(observed, step),
                 self._claim(observed, step),
@@ -244,7 +262,7 @@ class Reconciler:
             log.info("%s/%s: deleting (uid %s): %s", namespace, meta["name"], meta["uid"], why)
         # The session file and the claim are independent of each other; the pod waits for
         # the file, so a runner never starts on an older one (or one edited by hand).
-        written, _ = await asyncio.gather(
+        written, _ = await _together(
             self._write_config_map(observed, step), self._claim(observed, step)
         )
         return await self._start(observed, step, written=written)
@@ -458,6 +476,24 @@ class Reconciler:
         except aiohttp.ClientError:
             payload = None
         return payload, (pod["metadata"]["uid"] if payload is not None else None)
+
+
+async def _together(*writes: Awaitable[Any]) -> list[Any]:
+    """Send `writes` at once. If one fails, the others are cancelled and awaited before
+    the failure is raised: no write of a pass outlives it (the next pass of the session
+    would otherwise race it, and a stopping operator could not cancel it)."""
+    tasks = [asyncio.ensure_future(write) for write in writes]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _stopping(pods: list[Obj]) -> bool:
+    return any(p["metadata"].get("deletionTimestamp") for p in pods)
 
 
 def _runner_up(pods: list[Obj]) -> list[Obj]:

@@ -17,7 +17,9 @@ probation, the periodic resync; None when the session is gone. One task sleeps u
 earliest of those times. This replaces a kopf timer per session, which at a thousand
 sessions woke a thousand tasks every resync interval to do, mostly, nothing.
 
-A pass that fails is logged and tried again after `retry_seconds`.
+A pass that fails is logged and tried again after `retry_seconds`, doubled for each
+failure of that session in a row up to `MAX_RETRY_SECONDS`, with jitter: when the API
+server is down, a thousand sessions do not all come back at once every ten seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,6 +46,7 @@ Key = tuple[str, str]  # namespace, name
 Work = Callable[[str, str], Awaitable[float | None]]
 
 RETRY_SECONDS: Final = 10.0
+MAX_RETRY_SECONDS: Final = 300.0
 
 
 @dataclass(slots=True)
@@ -51,6 +55,7 @@ class _Slot:
     running: bool = False
     urgent: bool = False  # the pending pass was asked for urgently
     turn: asyncio.Future[None] | None = None  # its place in a lane, while it waits
+    failures: int = 0  # passes in a row that failed
 
 
 @dataclass
@@ -153,6 +158,11 @@ class WorkQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _backoff(self, slot: _Slot) -> float:
+        slot.failures += 1
+        doubled = self.retry_seconds * float(1 << min(slot.failures - 1, 16))
+        return min(MAX_RETRY_SECONDS, doubled) * random.uniform(0.8, 1.2)
+
     def _at(self, key: Key, seconds: float) -> None:
         when = time.monotonic() + seconds
         self._due[key] = when
@@ -177,15 +187,17 @@ class WorkQueue:
             slot.running = True
             try:
                 after = await self.work(*key)
+                slot.failures = 0
             except Fenced:
                 after = self.retry_seconds  # not the leader (any more): the leader's job
             except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
                 # The API server refused or did not answer: the next pass will see.
-                log.warning("%s/%s: reconciliation failed, retrying: %r", *key, exc)
-                after = self.retry_seconds
+                after = self._backoff(slot)
+                log.warning("%s/%s: reconciliation failed, retrying in %.0fs: %r", *key,
+                            after, exc)  # fmt: skip
             except Exception:
-                log.exception("%s/%s: reconciliation failed, retrying", *key)
-                after = self.retry_seconds
+                after = self._backoff(slot)
+                log.exception("%s/%s: reconciliation failed, retrying in %.0fs", *key, after)
             finally:
                 slot.running = False
                 if done is not None and not done.done():

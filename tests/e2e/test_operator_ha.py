@@ -13,7 +13,9 @@ whose runners are real `kubetrade run` processes on the node agent.
    it writes nothing more (only its renewal, refused by the Lease's resourceVersion) and
    exits 1, saying so.
 3. A third operator joins as a standby; the leader is killed (SIGKILL): the standby takes
-   over within the bound, measured from the kill.
+   over within the bound, measured from the kill, and never before a whole lease duration
+   has passed since the last renewal. Then it is stopped (SIGTERM): it releases the Lease
+   as its last write.
 Throughout, each session has had one runner pod at a time, the same three pods from
 start to end, and every runner's bars went on increasing: runners never wait for the
 operator.
@@ -137,6 +139,17 @@ def writes_by(audited: Audited, identity: str) -> list[Obj]:
     ]
 
 
+def last_renewal(audited: Audited, identity: str, before: float) -> float:
+    """When the API server last stored `identity`'s write of the Lease before `before`."""
+    return max(
+        stamp(r["stageTimestamp"])
+        for r in writes_by(audited, identity)
+        if r["objectRef"]["resource"] == "leases"
+        and r["responseStatus"]["code"] < 300
+        and stamp(r["stageTimestamp"]) < before
+    )
+
+
 def runner_bars(pod: Obj) -> int:
     with urllib.request.urlopen(f"http://{pod['status']['podIP']}:9102/status", timeout=10) as r:
         return int(json.load(r)["bars"])
@@ -197,6 +210,9 @@ def test_a_paused_leader_writes_nothing_after_the_standby_took_over_and_a_killed
             takeover = stamp(taken["acquireTime"])
             paused_takeover_s = takeover - paused_at
             assert paused_takeover_s <= LEASE_SECONDS + RETRY_SECONDS + 2, paused_takeover_s
+            # Never early: a whole lease duration after the last renewal it could have seen.
+            unrenewed_s = takeover - last_renewal(audited, "op-a", takeover)
+            assert unrenewed_s >= LEASE_SECONDS - 0.5, unrenewed_s
 
             def b_writes_status() -> bool:
                 return any(
@@ -234,6 +250,9 @@ def test_a_paused_leader_writes_nothing_after_the_standby_took_over_and_a_killed
             )
             killed_takeover_s = stamp(taken["acquireTime"]) - killed_at
             assert killed_takeover_s <= LEASE_SECONDS + RETRY_SECONDS + 2, killed_takeover_s
+            second_taken = stamp(taken["acquireTime"])
+            unrenewed_s = second_taken - last_renewal(audited, "op-b", second_taken)
+            assert unrenewed_s >= LEASE_SECONDS - 0.5, unrenewed_s
 
             def c_writes() -> float | None:
                 times = [stamp(r["stageTimestamp"]) for r in writes_by(audited, "op-c")
@@ -251,6 +270,14 @@ def test_a_paused_leader_writes_nothing_after_the_standby_took_over_and_a_killed
             assert {s: p["metadata"]["uid"] for s, p in after.items()} == uids
             for name, pod in after.items():
                 assert runner_bars(pod) > bars[name], name
+
+            # --- stop the leader cleanly -------------------------------------------------
+            third.stop()
+            assert third.process.returncode == 0, third.tail()
+            assert not lease(cluster).get("holderIdentity")  # handed over at once
+            last = max(writes_by(audited, "op-c"), key=lambda r: stamp(r["stageTimestamp"]))
+            # Its last write is the release: nothing of its passes (Events included) after.
+            assert last["objectRef"]["resource"] == "leases", last
         assert set(seen.most_runner_pods_per_session().values()) == {1}
         assert set(seen.pod_uids()) == set(uids.values())
     finally:

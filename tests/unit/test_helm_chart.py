@@ -191,7 +191,7 @@ def test_the_examples_turn_on_what_they_say(helm: Path) -> None:
         o["kind"] for o in monitoring
     }
     namespaced = render(helm, "--values", str(CHART / "examples" / "namespaced.yaml"))
-    bindings = of_kind(namespaced, "RoleBinding")
+    bindings = session_bindings(namespaced)
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["research", "trading"]
     registry = render(helm, "--values", str(CHART / "examples" / "local-registry.yaml"))
     pod_spec = one(registry, "Deployment")["spec"]["template"]["spec"]
@@ -366,11 +366,15 @@ def test_rbac_grants_exactly_what_deploy_rbac_grants(helm: Path, namespaces: lis
     objects = render(helm, *settings)
     role = one(objects, "ClusterRole")
     assert _rules(role["rules"]) == _rules(one(_deploy_rbac(), "ClusterRole")["rules"])
-    # The ClusterRole is the only grant: no Role, no second ClusterRole.
-    assert of_kind(objects, "Role") == []
+    # The ClusterRole is the only grant for sessions: no second ClusterRole, and the one
+    # Role is the Lease's, in the release's namespace (as deploy/rbac.yaml's).
+    assert len(of_kind(objects, "ClusterRole")) == 1
+    (lease_role,) = of_kind(objects, "Role")
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    assert {g for r in lease_role["rules"] for g in r["apiGroups"]} == {"coordination.k8s.io"}
     # Every binding gives that role to the operator's ServiceAccount, and no one else.
     account = one(objects, "ServiceAccount")["metadata"]
-    bindings = of_kind(objects, "ClusterRoleBinding") + of_kind(objects, "RoleBinding")
+    bindings = of_kind(objects, "ClusterRoleBinding") + session_bindings(objects)
     assert bindings
     for binding in bindings:
         assert binding["roleRef"] == {
@@ -420,16 +424,27 @@ def test_two_replicas_elect_a_leader_on_one_lease_in_the_release_namespace(helm:
     ]
     budget = one(objects, "PodDisruptionBudget")["spec"]
     assert budget == {"minAvailable": 1, "selector": deployment["selector"]}
-    # One replica: no Lease, no budget, Recreate.
+    # One replica: Recreate and no budget, but a candidate for the same Lease all the
+    # same, so a later scale to two never runs an operator beside one that ignores it.
     single = render(helm)
-    assert of_kind(single, "Role") == [] and of_kind(single, "PodDisruptionBudget") == []
-    assert "--leader-elect" not in operator_container(single)["args"]
+    assert of_kind(single, "PodDisruptionBudget") == []
+    assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    assert _rules(one(single, "Role")["rules"]) == _rules(role["rules"])
+    single_args = operator_container(single)["args"]
+    assert "--leader-elect" in single_args
+    assert f"--leader-election-name={FULLNAME}" in single_args
+
+
+def session_bindings(objects: list[Obj]) -> list[Obj]:
+    """The RoleBindings that grant the sessions' ClusterRole in a namespace (the other
+    one grants the Lease's Role)."""
+    return [b for b in of_kind(objects, "RoleBinding") if b["roleRef"]["kind"] == "ClusterRole"]
 
 
 def test_all_namespaces_by_default(helm: Path) -> None:
     objects = render(helm)
     assert len(of_kind(objects, "ClusterRoleBinding")) == 1
-    assert of_kind(objects, "RoleBinding") == []
+    assert session_bindings(objects) == []
     args = operator_container(objects)["args"]
     assert "--all-namespaces" in args
     assert "-n" not in args
@@ -438,7 +453,7 @@ def test_all_namespaces_by_default(helm: Path) -> None:
 def test_watch_namespaces_bind_each_namespace_and_nothing_cluster_wide(helm: Path) -> None:
     objects = render(helm, "--set", "watchNamespaces={trading,research}")
     assert of_kind(objects, "ClusterRoleBinding") == []
-    bindings = of_kind(objects, "RoleBinding")
+    bindings = session_bindings(objects)
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["research", "trading"]
     args = operator_container(objects)["args"]
     assert "--all-namespaces" not in args

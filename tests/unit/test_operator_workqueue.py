@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -127,3 +128,37 @@ def test_the_fence_is_open_standalone_and_closed_once_the_deadline_passes() -> N
     fence.check()
     fence.open_until(0.0)  # monotonic time 0 is long past
     assert not fence.is_open()
+
+
+async def test_a_session_that_keeps_failing_is_tried_less_and_less_often_until_it_passes() -> None:
+    tried: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def flaky(namespace: str, name: str) -> float | None:
+        tried.append(loop.time())
+        if len(tried) <= 4 or len(tried) == 6:
+            raise ApiError(503, "ServiceUnavailable", "the API server is down")
+        return 10.0 if len(tried) == 5 else None
+
+    queue = WorkQueue(flaky, concurrency=1, retry_seconds=0.05)
+    timer = asyncio.create_task(queue.run())
+    try:
+        await queue.request("ns", "s")
+        for _ in range(200):
+            if len(tried) >= 5:
+                break
+            await asyncio.sleep(0.02)
+        gaps = [b - a for a, b in itertools.pairwise(tried)]
+        # 0.05, 0.1, 0.2, 0.4 s (each +-20%): doubled for each failure in a row.
+        assert len(gaps) == 4, gaps
+        assert all(later > earlier * 1.2 for earlier, later in itertools.pairwise(gaps))
+        # A pass that succeeded reset the count: the next failure waits the base time.
+        await queue.request("ns", "s")
+        for _ in range(100):
+            if len(tried) >= 7:
+                break
+            await asyncio.sleep(0.01)
+        assert len(tried) == 7 and tried[6] - tried[5] < 0.15, tried  # not 0.8 s
+    finally:
+        timer.cancel()
+        await queue.stop()
