@@ -30,7 +30,7 @@ from kubetrade.operator.handlers import RESYNC_SECONDS, build_registry, operator
 from kubetrade.operator.login import Login, load_login
 from kubetrade.operator.metrics import OperatorMetrics
 from kubetrade.operator.observe import ObservedKube, observed
-from kubetrade.runner import logformat
+from kubetrade.runner.telemetry import logformat
 
 DEFAULT_IMAGE: Final = "ghcr.io/kubetrade/kubetrade:0.1.0"
 

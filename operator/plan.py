@@ -30,7 +30,7 @@ from kubetrade.operator.children import ANNOTATION_HASH, ANNOTATION_RESTART_NONC
 from kubetrade.operator.claim import claim_step
 from kubetrade.operator.rollout import Resolution
 from kubetrade.operator.status import DeployedSpec, Outcome, RunnerSummary, SessionStatus
-from kubetrade.runner.session_file import SessionError, validate_document
+from kubetrade.runner.app.session_file import SessionError, validate_document
 from kubetrade.runner.spec import API_VERSION, KIND, LiveTradingSession
 
 Obj = dict[str, Any]
