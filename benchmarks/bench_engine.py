@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import RunOptions, build_engine
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.session_file import load_session
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.marketdata.synthetic import SyntheticProvider
-from kubetrade.runner.session_file import load_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SMA = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"

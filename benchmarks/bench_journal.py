@@ -38,8 +38,8 @@ from pathlib import Path
 from types import ModuleType
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import RunOptions, build_engine
-from kubetrade.runner.session_file import load_session
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.session_file import load_session
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,12 @@ import asyncio, json, sys, time
 from pathlib import Path
 import kubetrade.runner
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import RunOptions, build_engine
-from kubetrade.runner.session_file import load_session
+try:
+    from kubetrade.runner.app.assemble import RunOptions, build_engine
+    from kubetrade.runner.app.session_file import load_session
+except ModuleNotFoundError:  # a runner from before runner/app/ (issue 17, item 6)
+    from kubetrade.runner.assemble import RunOptions, build_engine
+    from kubetrade.runner.session_file import load_session
 
 async def main():
     state = Path(sys.argv[2]) if sys.argv[2] else None

@@ -34,10 +34,10 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
-from kubetrade.runner.assemble import build_engine
+from kubetrade.runner.app.assemble import build_engine
+from kubetrade.runner.app.session_file import load_session
 from kubetrade.runner.domain import Bar, Order, Position
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.session_file import load_session
 from kubetrade.runner.strategy import WasmStrategy, wire
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb

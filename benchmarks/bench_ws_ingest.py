@@ -37,11 +37,11 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import build_engine
+from kubetrade.runner.app.assemble import build_engine
+from kubetrade.runner.app.session_file import load_session
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.marketdata import binance, polygon
 from kubetrade.runner.marketdata.feed import Decoder, LiveFeed
-from kubetrade.runner.session_file import load_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SMA_WASM = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"

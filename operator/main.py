@@ -48,7 +48,7 @@ from kubetrade.operator.observe import ObservedKube, observed
 from kubetrade.operator.reconcile import RESYNC_SECONDS
 from kubetrade.operator.status import SUMMARY_INTERVAL_SECONDS
 from kubetrade.operator.workqueue import WorkQueue
-from kubetrade.runner import logformat
+from kubetrade.runner.telemetry import logformat
 
 DEFAULT_IMAGE: Final = "ghcr.io/kubetrade/kubetrade:0.1.0"
 WORKERS: Final = 16  # passes at once: enough to keep the API server busy, not flooded

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from kubetrade.operator import children
 from kubetrade.operator.status import DeployedSpec
-from kubetrade.runner.session_file import SessionError, validate_document
+from kubetrade.runner.app.session_file import SessionError, validate_document
 from kubetrade.runner.spec import API_VERSION, KIND
 
 Obj = dict[str, Any]

@@ -17,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kubetrade.operator.status import Phase
-from kubetrade.runner.build_info import BuildCollector
+from kubetrade.runner.telemetry.build_info import BuildCollector
 
 PHASES: Final = tuple(get_args(Phase))
 # Seconds: a reconciliation is a handful of API calls, slower when it resolves an OCI tag

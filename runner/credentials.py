@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from kubetrade.runner.logformat import register_secrets
+from kubetrade.runner.telemetry.logformat import register_secrets
 
 # Where the operator mounts a session's credential Secrets in the runner pod.
 POD_CREDENTIALS_DIR: Final = Path("/etc/kubetrade/credentials")

@@ -34,15 +34,15 @@ from kubetrade.runner import collector
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker
 from kubetrade.runner.domain import Bar, OrderStatus
-from kubetrade.runner.faults import ARMED as CRASH_POINTS_ARMED
-from kubetrade.runner.faults import crash_point
-from kubetrade.runner.fencing import Fenced
 from kubetrade.runner.marketdata.base import MarketDataProvider
 from kubetrade.runner.marketdata.health import FeedHealth
-from kubetrade.runner.metrics import SessionMetrics
-from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.session import JournalError, Resume, Session, StorageError
+from kubetrade.runner.session.faults import ARMED as CRASH_POINTS_ARMED
+from kubetrade.runner.session.faults import crash_point
+from kubetrade.runner.session.fencing import Fenced
+from kubetrade.runner.session.orders import OrderRouter
 from kubetrade.runner.strategy.host import StrategyError as StrategyCallError
+from kubetrade.runner.telemetry.metrics import SessionMetrics
 
 log = logging.getLogger("kubetrade.engine")
 

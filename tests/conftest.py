@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kubetrade.runner.assemble import RunOptions, build_engine
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.session_file import LoadedSession, load_session
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.session_file import LoadedSession, load_session
 
 SessionFactory = Callable[..., LoadedSession]
 

@@ -52,7 +52,7 @@ from kubetrade.runner.domain import (
     Side,
     bracket_children,
 )
-from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session.ledger import Ledger
 from kubetrade.runner.session.storage import storage_error
 
 

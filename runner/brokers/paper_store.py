@@ -36,7 +36,7 @@ from kubetrade.runner.domain import (
     Position,
     Side,
 )
-from kubetrade.runner.fencing import Fenced
+from kubetrade.runner.session.fencing import Fenced
 from kubetrade.runner.session.storage import storage_error
 
 _SCHEMA = """

@@ -1,4 +1,8 @@
-"""Market data providers, one module each; `create_market_data` picks one for a session."""
+"""Market data providers, one module each; `create_market_data` picks one for a session.
+
+Where the data path starts: every provider streams closed bars (base.py); the other
+modules serve the live feeds (connections, reconnects, backfill, ordering, health) or
+replay (excerpt.py: what an error may quote of a user's data file)."""
 
 from __future__ import annotations
 

@@ -51,8 +51,8 @@ from kubetrade.runner.domain import (
     Bar,
     format_ms,
 )
-from kubetrade.runner.excerpt import excerpt
 from kubetrade.runner.marketdata.base import MarketDataError, MarketDataProvider
+from kubetrade.runner.marketdata.excerpt import excerpt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence

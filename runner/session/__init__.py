@@ -1,12 +1,22 @@
-"""The session core: the one owner of a session's state, and its journal.
+"""The session core: the one owner of a session's state, its rules and its journal.
 
 `Session` (core.py) holds the book, the ledger, the risk state, the strategy's
 cache and markers, and records every change to them in the `Journal`
-(journal.py), which it alone writes. Around them: the journal's schema and row
-checksums (schema.py, records.py), the check of every row on open (verify.py),
-the upgrade of older journals (migrate.py), the group-commit bounds
-(commit.py), rebuilding after a restart (restore.py) and disk errors said
-plainly (storage.py).
+(journal.py), which it alone writes. In the order an order meets them:
+
+- risk.py: the pre-trade checks every order passes before any broker sees it;
+- orders.py: orders sent to the venue once their intents are durable, and what the
+  venue reports (fills, status changes) brought back in; after a restart it settles
+  what the journal left open;
+- book.py, ledger.py: every order and fill, and the cash and positions they move;
+- journal.py: the durable record, with its schema and row checksums (schema.py,
+  records.py), the check of every row on open (verify.py), the upgrade of older
+  journals (migrate.py), the group-commit bounds (commit.py), rebuilding after a
+  restart (restore.py) and disk errors said plainly (storage.py).
+
+Keeping one runner per session: statedir.py locks the state directory, fencing.py
+stops a runner that a newer epoch replaced; faults.py holds the crash points the
+crash-restart tests arm.
 """
 
 from kubetrade.runner.session.core import HostCallError, Resume, Session, client_order_id

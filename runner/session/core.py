@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import Any
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.book import Book
 from kubetrade.runner.brokers.base import OrderUpdate
 from kubetrade.runner.domain import (
     Bar,
@@ -35,14 +34,15 @@ from kubetrade.runner.domain import (
     RejectReason,
     bracket_children,
 )
-from kubetrade.runner.faults import crash_point
-from kubetrade.runner.histogram import FastHistogram
-from kubetrade.runner.ledger import Ledger
-from kubetrade.runner.risk import RiskGate
+from kubetrade.runner.hostapi.window import Window
+from kubetrade.runner.session.book import Book
 from kubetrade.runner.session.commit import GroupCommit
+from kubetrade.runner.session.faults import crash_point
 from kubetrade.runner.session.journal import Journal
+from kubetrade.runner.session.ledger import Ledger
 from kubetrade.runner.session.restore import account_differences, rebuild_book
-from kubetrade.runner.window import Window
+from kubetrade.runner.session.risk import RiskGate
+from kubetrade.runner.telemetry.histogram import FastHistogram
 
 _EXIT_SUFFIXES = ("-tp", "-sl")  # a take-profit's or stop-loss's id: its entry's id plus one
 

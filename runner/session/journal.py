@@ -36,9 +36,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kubetrade.runner.domain import Fill, Mark, Order
-from kubetrade.runner.fencing import Fenced
-from kubetrade.runner.histogram import LATENCY_BUCKETS, FastHistogram
 from kubetrade.runner.session import records as rec
+from kubetrade.runner.session.fencing import Fenced
 from kubetrade.runner.session.migrate import upgrade
 from kubetrade.runner.session.schema import (
     APPLICATION_ID,
@@ -48,6 +47,7 @@ from kubetrade.runner.session.schema import (
 )
 from kubetrade.runner.session.storage import storage_error
 from kubetrade.runner.session.verify import COUNTED, JournalError, Snapshot, read_snapshot
+from kubetrade.runner.telemetry.histogram import LATENCY_BUCKETS, FastHistogram
 
 __all__ = ["JOURNAL_FILE", "Journal", "JournalError", "JournalReader", "Snapshot", "open_journal"]
 

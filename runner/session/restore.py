@@ -8,9 +8,9 @@ after a restart (the venue wins; the differences are reported).
 
 from __future__ import annotations
 
-from kubetrade.runner.book import Book
 from kubetrade.runner.domain import Position
-from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session.book import Book
+from kubetrade.runner.session.ledger import Ledger
 from kubetrade.runner.session.verify import Snapshot
 
 _TOLERANCE = 1e-6

@@ -9,7 +9,7 @@ its default and a description, because the CRD is generated from
 belongs to Kubernetes, and in the free-form `config` objects.
 
 Build models from documents: `LiveTradingSession.model_validate(doc)`, or
-`kubetrade.runner.session_file` for files and command-line flags.
+`kubetrade.runner.app.session_file` for files and command-line flags.
 
 The checks come in three kinds:
 - single-field formats (names, symbols, digests, quantities), which the schema

@@ -17,7 +17,6 @@ import math
 
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from kubetrade.runner import aggregate
 from kubetrade.runner.domain import (
     Bar,
     Bracket,
@@ -27,9 +26,10 @@ from kubetrade.runner.domain import (
     OrderType,
     Side,
 )
-from kubetrade.runner.indicators import Definitions, IndicatorEngine, IndicatorError
+from kubetrade.runner.hostapi import rollup
+from kubetrade.runner.hostapi.indicators import Definitions, IndicatorEngine, IndicatorError
+from kubetrade.runner.hostapi.sql import SqlEngine, SqlError
 from kubetrade.runner.session import HostCallError, Session
-from kubetrade.runner.sql import SqlEngine, SqlError
 from kubetrade.runner.strategy import budget as caps
 from kubetrade.runner.strategy import wire
 from kubetrade.runner.strategy.budget import CallBudget
@@ -110,19 +110,19 @@ class HostFunctions:
 
     def get_range(self, request: pb.GetRangeRequest) -> pb.GetRangeResponse:
         try:
-            interval = aggregate.requested(request.interval)
+            interval = rollup.requested(request.interval)
         except ValueError as exc:
             raise HostCallError(f"get_range: {exc}") from None
         # An unset bound leaves that side open.
-        start = to_ms(request.start_time) if request.HasField("start_time") else aggregate.EARLIEST
-        end = to_ms(request.end_time) if request.HasField("end_time") else aggregate.LATEST
+        start = to_ms(request.start_time) if request.HasField("start_time") else rollup.EARLIEST
+        end = to_ms(request.end_time) if request.HasField("end_time") else rollup.LATEST
         window = self._state.window
         # No symbol means every symbol, as argo-trading's GetRange (which has no symbol).
         symbols = [request.symbol] if request.symbol else list(window.series)
         bars: list[Bar] = []
         for symbol in symbols:
             found = window.range(symbol, start, end)
-            bars.extend(found if interval is None else aggregate.resample(found, interval))
+            bars.extend(found if interval is None else rollup.resample(found, interval))
         if len(symbols) > 1:
             bars.sort(key=lambda b: (b.time, b.symbol))
         return pb.GetRangeResponse(data=[market_data(b) for b in bars])
@@ -134,8 +134,8 @@ class HostFunctions:
         return market_data(bar)
 
     def count(self, request: pb.CountRequest) -> pb.CountResponse:
-        start = to_ms(request.start_time) if request.HasField("start_time") else aggregate.EARLIEST
-        end = to_ms(request.end_time) if request.HasField("end_time") else aggregate.LATEST
+        start = to_ms(request.start_time) if request.HasField("start_time") else rollup.EARLIEST
+        end = to_ms(request.end_time) if request.HasField("end_time") else rollup.LATEST
         return pb.CountResponse(count=self._state.window.count(start, end))
 
     def execute_sql(self, request: pb.ExecuteSQLRequest) -> pb.ExecuteSQLResponse:

@@ -47,7 +47,6 @@ from wasmtime import (
 )
 
 from kubetrade.runner.domain import Bar, format_ms
-from kubetrade.runner.printable import printable
 from kubetrade.runner.strategy import abi, modules, preflight, ticker, wire
 from kubetrade.runner.strategy.api import HostApi
 from kubetrade.runner.strategy.budget import Budgeted, CallBudget, CallTimeout
@@ -64,6 +63,7 @@ from kubetrade.runner.strategy.guest import (
 )
 from kubetrade.runner.strategy.output import GuestOutput
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
+from kubetrade.runner.strategy.printable import printable
 from kubetrade.runner.strategy.scratch import SCRATCH_BYTES, Scratch
 from kubetrade.runner.strategy.version import check_engine_version
 from kubetrade.runner.strategy.wasi import BarClock, SeededRandom, WasiHost, session_seed

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from kubetrade.runner.printable import printable
+from kubetrade.runner.strategy.printable import printable
 
 logger = logging.getLogger("kubetrade.strategy")
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from live_routes import CONFIRM_SPELLINGS, ROUTES, confirmed, document
 
-from kubetrade.runner.session_file import SessionError, validate_document
+from kubetrade.runner.app.session_file import SessionError, validate_document
 
 from .cluster import ROOT, Cluster
 

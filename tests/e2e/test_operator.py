@@ -21,7 +21,7 @@ import pytest
 import yaml
 from helpers import SMA_WASM
 
-from kubetrade.runner.session_file import SessionError, validate_document
+from kubetrade.runner.app.session_file import SessionError, validate_document
 
 from .cluster import Cluster, NodeAgent
 from .operator_process import (

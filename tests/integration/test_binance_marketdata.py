@@ -24,6 +24,7 @@ from servers import Fault, running
 from servers.binance_market import BinanceMarket
 
 from kubetrade.runner import events as ev
+from kubetrade.runner.app.session_file import LoadedSession
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import Bar
 from kubetrade.runner.engine import Engine
@@ -31,7 +32,6 @@ from kubetrade.runner.marketdata import binance
 from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.connection import FeedTimeouts
 from kubetrade.runner.marketdata.feed import LiveFeed
-from kubetrade.runner.session_file import LoadedSession
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 MINUTE = 60_000

@@ -26,7 +26,6 @@ import pytest
 from helpers import ROOT, SMA_WASM, flat_rows, write_bars
 from servers.binance_trading import BinanceTradingServer, Market
 
-from kubetrade.runner.book import Book
 from kubetrade.runner.brokers.base import BrokerError, BrokerEvent, OrderUpdate
 from kubetrade.runner.brokers.ccxt import broker as ccxt_broker
 from kubetrade.runner.brokers.ccxt.broker import CcxtBroker, Tuning
@@ -34,7 +33,8 @@ from kubetrade.runner.brokers.ccxt.errors import Backoff, Redactor
 from kubetrade.runner.brokers.ccxt.venue import VenueSettings, build_exchange
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, OrderType, RejectReason, Side
-from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session.book import Book
+from kubetrade.runner.session.ledger import Ledger
 from kubetrade.runner.spec import TradingSpec
 
 KEY = "ktTestKey" + "A1b2C3d4E5" * 6

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from helpers import FAULTY_WASM, SMA_WASM
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.console import ConsoleReporter
+from kubetrade.runner.app.console import ConsoleReporter
 from kubetrade.runner.domain import Bar
 from kubetrade.runner.engine import Engine
 

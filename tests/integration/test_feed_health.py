@@ -12,8 +12,8 @@ from servers import running
 from servers.binance_market import BinanceMarket
 
 from kubetrade.runner import events as ev
+from kubetrade.runner.app.server import RunnerServer
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.server import RunnerServer
 
 
 def spec(market: BinanceMarket) -> str:

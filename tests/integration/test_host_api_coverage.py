@@ -31,10 +31,10 @@ import talib
 from talib._ta_lib import MA_Type
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import RunOptions, build_engine
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.session_file import load_session
 from kubetrade.runner.domain import Bar, format_ms
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.session_file import load_session
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 
 # Self-contained (no `helpers` import), so mypy can check this file on its own.
@@ -436,7 +436,7 @@ def reference(name: str, bars: Sequence[Bar]) -> dict[str, float]:
 
 
 def expected_signal(name: str, values: dict[str, float], close: float) -> str:
-    """The documented rules (kubetrade.runner.indicators) restated."""
+    """The documented rules (kubetrade.runner.hostapi.indicators) restated."""
     if name == "rsi":
         v = values["rsi"]
         return "BUY_LONG" if v < 30 else "SELL_SHORT" if v > 70 else "NO_ACTION"

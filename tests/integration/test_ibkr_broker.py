@@ -23,8 +23,8 @@ from servers.tws import ACCOUNT, Listing, TwsServer
 from kubetrade.runner.brokers import BrokerError, BrokerEvent, OrderUpdate, create_broker
 from kubetrade.runner.brokers.ibkr.broker import IbkrBroker
 from kubetrade.runner.domain import Fill, Order, OrderStatus, OrderType, RejectReason, Side
+from kubetrade.runner.session import client_order_id
 from kubetrade.runner.spec import IbkrConfig, TradingSpec
-from kubetrade.runner.state import client_order_id
 
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 ACME = Listing("ACME", 1001, primary_exchange="NASDAQ", long_name="Acme Corp")

@@ -30,16 +30,15 @@ from servers.binance_market import BinanceMarket
 from servers.polygon_market import PolygonMarket
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import RunOptions, build_engine
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.report import Report, build_report
+from kubetrade.runner.app.session_file import LoadedSession, load_session
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import Bar, Fill, Order
-from kubetrade.runner.journal import Journal
 from kubetrade.runner.marketdata import binance, polygon
 from kubetrade.runner.marketdata.connection import FeedTimeouts
 from kubetrade.runner.marketdata.feed import LiveFeed
-from kubetrade.runner.report import Report, build_report
-from kubetrade.runner.session import JOURNAL_FILE
-from kubetrade.runner.session_file import LoadedSession, load_session
+from kubetrade.runner.session import JOURNAL_FILE, JournalReader
 
 KEY = "pk-replay-test-4c1d"
 MINUTE = 60_000
@@ -105,7 +104,7 @@ def run(path: Path, state_dir: Path, symbols: tuple[str, ...]) -> Run:
     stopped = events[-1]
     assert isinstance(stopped, ev.EngineStopped) and stopped.error is None, stopped
     first = {s: engine.state.window.bars(s)[0].time for s in symbols}
-    journal = Journal.open(state_dir / JOURNAL_FILE)
+    journal = JournalReader.open(state_dir / JOURNAL_FILE)
     try:
         report = build_report(journal)
     finally:

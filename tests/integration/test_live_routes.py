@@ -23,12 +23,12 @@ from helpers import ROOT, SMA_WASM, flat_rows, write_bars
 from live_routes import CONFIRM_SPELLINGS, ROUTES, Route, confirmed, document
 from servers.binance_trading import BinanceTradingServer, Market
 
-from kubetrade.runner.assemble import RunOptions, build_engine
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.server import RunnerServer
+from kubetrade.runner.app.session_file import SessionError, load_session, validate_document
 from kubetrade.runner.brokers.base import BrokerError
 from kubetrade.runner.brokers.ccxt.errors import Redactor
 from kubetrade.runner.brokers.ccxt.venue import Tuning, VenueSettings, build_exchange
-from kubetrade.runner.server import RunnerServer
-from kubetrade.runner.session_file import SessionError, load_session, validate_document
 
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 KEY = "ktRouteKey" + "Q1w2E3r4T5" * 5

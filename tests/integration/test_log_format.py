@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import SAMPLE_CSV, SMA_WASM
 
-from kubetrade.runner import logformat
 from kubetrade.runner.credentials import load_credentials
+from kubetrade.runner.telemetry import logformat
 
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 SECRET = "s3cr3t-7f3a9c-marker"

@@ -25,6 +25,7 @@ from servers import Fault, running
 from servers.polygon_market import PolygonMarket
 
 from kubetrade.runner import events as ev
+from kubetrade.runner.app.session_file import LoadedSession
 from kubetrade.runner.credentials import Credentials
 from kubetrade.runner.domain import Bar, interval_ms
 from kubetrade.runner.engine import Engine
@@ -32,8 +33,7 @@ from kubetrade.runner.marketdata import polygon
 from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.connection import FeedTimeouts
 from kubetrade.runner.marketdata.feed import LiveFeed
-from kubetrade.runner.metrics import SessionMetrics
-from kubetrade.runner.session_file import LoadedSession
+from kubetrade.runner.telemetry.metrics import SessionMetrics
 
 SYMBOLS = ("AAPL", "MSFT")
 MINUTE = 60_000

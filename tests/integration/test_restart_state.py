@@ -20,8 +20,8 @@ from pathlib import Path
 from helpers import SMA_WASM, T0, write_bars
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.assemble import RunOptions, build_engine
-from kubetrade.runner.session_file import load_session
+from kubetrade.runner.app.assemble import RunOptions, build_engine
+from kubetrade.runner.app.session_file import load_session
 
 BARS = 240
 

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.engine import Engine
-from kubetrade.runner.histogram import FastHistogram
+from kubetrade.runner.telemetry.histogram import FastHistogram
 
 SPEC = f"""
 symbols: [BTCUSDT]

@@ -24,14 +24,19 @@ from google.protobuf import timestamp_pb2
 from helpers import SAMPLE_CSV
 
 from kubetrade.runner.domain import Bar, datetime_to_ms
-from kubetrade.runner.indicators import IndicatorEngine, InsufficientData, Reading, SignalType
-from kubetrade.runner.indicators import IndicatorType as K
-from kubetrade.runner.indicators.gojson import go_float, go_object
-from kubetrade.runner.risk import RiskGate, RiskLimits
+from kubetrade.runner.hostapi.indicators import (
+    IndicatorEngine,
+    InsufficientData,
+    Reading,
+    SignalType,
+)
+from kubetrade.runner.hostapi.indicators import IndicatorType as K
+from kubetrade.runner.hostapi.indicators.gojson import go_float, go_object
+from kubetrade.runner.hostapi.window import Window
 from kubetrade.runner.session import HostCallError, Session
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
-from kubetrade.runner.window import Window
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

@@ -11,8 +11,8 @@ import pytest
 from hostile import module, repeat
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.risk import RiskGate, RiskLimits
-from kubetrade.runner.state import SessionState
+from kubetrade.runner.session import Session
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.strategy import SandboxLimits, StrategyError, WasmStrategy
 from kubetrade.runner.strategy import budget as caps
 from kubetrade.runner.strategy.functions import HostFunctions
@@ -86,8 +86,8 @@ def test_wasi_calls_check_the_deadline_too() -> None:
 # -- host functions cap what the host keeps -------------------------------------------------------
 
 
-def _session() -> SessionState:
-    return SessionState.create(
+def _session() -> Session:
+    return Session.create(
         session="t",
         symbols=("BTC",),
         initial_cash=10_000,

@@ -18,8 +18,8 @@ from kubetrade.operator.children import (
     UnsupportedSession,
     desired_children,
 )
-from kubetrade.runner.assemble import strategy_path
-from kubetrade.runner.session_file import load_session, validate_document
+from kubetrade.runner.app.assemble import strategy_path
+from kubetrade.runner.app.session_file import load_session, validate_document
 
 Obj = dict[str, Any]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "k8s" / "session.yaml"

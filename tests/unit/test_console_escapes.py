@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.console import ConsoleReporter
+from kubetrade.runner.app.console import ConsoleReporter
 from kubetrade.runner.domain import Bar, Order, OrderStatus, OrderType, Side
-from kubetrade.runner.printable import printable
+from kubetrade.runner.strategy.printable import printable
 
 BAR = Bar(symbol="BTC", time=1_704_067_200_000, open=1, high=2, low=0.5, close=1.5, volume=1)
 

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, SMA_WASM
 
-from kubetrade.runner.marketdata.base import MarketDataError
-from kubetrade.runner.marketdata.feed import MalformedFrame, checked_bar
-from kubetrade.runner.marketdata.replay import ReplayProvider
-from kubetrade.runner.session_file import (
+from kubetrade.runner.app.session_file import (
     MAX_DOCUMENT_BYTES,
     SessionError,
     load_session,
     parse_session,
 )
+from kubetrade.runner.marketdata.base import MarketDataError
+from kubetrade.runner.marketdata.feed import MalformedFrame, checked_bar
+from kubetrade.runner.marketdata.replay import ReplayProvider
 
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 

@@ -14,12 +14,12 @@ import pytest
 from kubetrade.runner.brokers.paper import PaperBroker
 from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import Bar, Order, OrderType, Side
-from kubetrade.runner.fencing import Fenced
-from kubetrade.runner.metrics import SessionMetrics
-from kubetrade.runner.orders import OrderRouter
-from kubetrade.runner.risk import RiskGate, RiskLimits
 from kubetrade.runner.session import Journal, JournalError, JournalReader, Session
+from kubetrade.runner.session.fencing import Fenced
+from kubetrade.runner.session.orders import OrderRouter
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.session.schema import SCHEMA_VERSION
+from kubetrade.runner.telemetry.metrics import SessionMetrics
 
 T0 = 1_704_067_200_000
 

@@ -24,13 +24,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubetrade.runner.app.session_file import SessionError, parse_session, validate_document
 from kubetrade.runner.marketdata.base import MarketDataError
 from kubetrade.runner.marketdata.binance import KlineDecoder
 from kubetrade.runner.marketdata.feed import MalformedFrame
 from kubetrade.runner.marketdata.polygon import AggregateDecoder
 from kubetrade.runner.marketdata.reconnect import TransientError
 from kubetrade.runner.marketdata.replay import ReplayProvider
-from kubetrade.runner.session_file import SessionError, parse_session, validate_document
 
 EXAMPLES = int(os.environ.get("KUBETRADE_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(

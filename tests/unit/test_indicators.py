@@ -38,7 +38,7 @@ from helpers import SAMPLE_CSV
 from talib._ta_lib import MA_Type
 
 from kubetrade.runner.domain import Bar, datetime_to_ms
-from kubetrade.runner.indicators import (
+from kubetrade.runner.hostapi.indicators import (
     SPECS,
     IndicatorEngine,
     IndicatorError,
@@ -46,13 +46,13 @@ from kubetrade.runner.indicators import (
     Reading,
     SignalType,
 )
-from kubetrade.runner.indicators import IndicatorType as K
-from kubetrade.runner.indicators.base import parse_duration_ms
-from kubetrade.runner.risk import RiskGate, RiskLimits
-from kubetrade.runner.state import HostCallError, SessionState
+from kubetrade.runner.hostapi.indicators import IndicatorType as K
+from kubetrade.runner.hostapi.indicators.base import parse_duration_ms
+from kubetrade.runner.hostapi.window import Window
+from kubetrade.runner.session import HostCallError, Session
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
-from kubetrade.runner.window import Window
 
 Arrays = dict[str, np.ndarray]
 SMA = MA_Type.SMA
@@ -347,7 +347,7 @@ def test_raw_value_keys_follow_the_proto_comments() -> None:
         K.ATR: ("atr",),
         K.MA: ("ma",),
         K.PSY: ("psy",),
-        # Not in argo-trading: chosen by kubetrade (runner/indicators/__init__.py).
+        # Not in argo-trading: chosen by kubetrade (runner/hostapi/indicators/__init__.py).
         K.STOCHASTIC_OSCILLATOR: ("k", "d"),
         K.ADX: ("adx", "plus_di", "minus_di"),
         K.CCI: ("cci",),
@@ -473,8 +473,8 @@ def test_reconfiguring_resets_state_but_the_same_config_keeps_it() -> None:
 # -- through the host functions -------------------------------------------------
 
 
-def host(window_size: int = 1000) -> tuple[HostFunctions, SessionState]:
-    state = SessionState.create(
+def host(window_size: int = 1000) -> tuple[HostFunctions, Session]:
+    state = Session.create(
         session="t",
         symbols=("BTCUSDT",),
         initial_cash=10_000,

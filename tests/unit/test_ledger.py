@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from kubetrade.runner.domain import Fill, Side
-from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session.ledger import Ledger
 
 T0 = 1_704_067_200_000
 

@@ -16,8 +16,8 @@ import math
 import pytest
 
 from kubetrade.runner.domain import Bar, OrderStatus
-from kubetrade.runner.risk import RiskGate, RiskLimits
 from kubetrade.runner.session import HostCallError, Session
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from kubetrade.runner.book import Book
 from kubetrade.runner.domain import Bar, Fill, Order, OrderType, Side
-from kubetrade.runner.ledger import Ledger
-from kubetrade.runner.risk import RiskGate, RiskLimits
-from kubetrade.runner.window import Window
+from kubetrade.runner.hostapi.window import Window
+from kubetrade.runner.session.book import Book
+from kubetrade.runner.session.ledger import Ledger
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 
 T0 = 1_700_000_000_000
 MIN = 60_000

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kubetrade.runner.session_file import (
+from kubetrade.runner.app.session_file import (
     LoadedSession,
     Problem,
     SessionError,

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from kubetrade.runner.domain import Bar, datetime_to_ms
-from kubetrade.runner.risk import RiskGate, RiskLimits
-from kubetrade.runner.sql import SqlEngine, SqlError, SqlLimits, go_float, go_time
-from kubetrade.runner.state import HostCallError, SessionState
+from kubetrade.runner.hostapi.sql import SqlEngine, SqlError, SqlLimits, go_float, go_time
+from kubetrade.runner.hostapi.window import Window
+from kubetrade.runner.session import HostCallError, Session
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
-from kubetrade.runner.window import Window
 
 MIN = 60_000
 T0 = datetime_to_ms(datetime(2024, 3, 4, tzinfo=UTC))
@@ -267,7 +267,7 @@ def test_go_float_matches_go_fmt_v() -> None:
 
 
 def test_host_execute_sql_returns_rows_and_traps_errors() -> None:
-    state = SessionState.create(
+    state = Session.create(
         session="t",
         symbols=("BTC",),
         initial_cash=10_000,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from kubetrade.runner.sql import SqlEngine, SqlError
-from kubetrade.runner.window import Window
+from kubetrade.runner.hostapi.sql import SqlEngine, SqlError
+from kubetrade.runner.hostapi.window import Window
 
 
 def test_sql_that_builds_a_gigabyte_value_is_refused_at_once() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubetrade.runner.statedir import LOCK_NAME, StateDirError, lock_state_dir
+from kubetrade.runner.session.statedir import LOCK_NAME, StateDirError, lock_state_dir
 
 
 def test_a_second_lock_is_refused_naming_the_holder_until_it_is_released(tmp_path: Path) -> None:

@@ -10,20 +10,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubetrade.runner.app.session_file import LoadedSession
 from kubetrade.runner.brokers import check_venue_state, create_broker, venue_state_files
 from kubetrade.runner.credentials import refuse_credential_path
 from kubetrade.runner.engine import Engine, EngineOptions
 from kubetrade.runner.marketdata import create_market_data
-from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.oci import OciError
 from kubetrade.runner.oci.fetch import fetch_strategy
-from kubetrade.runner.risk import RiskGate, RiskLimits
 from kubetrade.runner.session import Session, open_journal
-from kubetrade.runner.session_file import LoadedSession
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.spec import SessionSpec
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
 from kubetrade.runner.strategy.source import StrategySourceError, read_strategy
+from kubetrade.runner.telemetry.metrics import SessionMetrics
 
 log = logging.getLogger("kubetrade.runner")
 

@@ -43,8 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.indicators import composite, momentum, trend, volatility
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators import composite, momentum, trend, volatility
+from kubetrade.runner.hostapi.indicators.base import (
     IndicatorSpec,
     IndicatorType,
     InsufficientData,

@@ -52,15 +52,15 @@ Bollinger lookback (Go duration text, or nanoseconds as Go marshals a
 time.Duration) bounds how old its bars may be.
 """
 
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators.base import (
     IndicatorError,
     IndicatorType,
     InsufficientData,
     Reading,
     SignalType,
 )
-from kubetrade.runner.indicators.engine import Definitions, IndicatorEngine
-from kubetrade.runner.indicators.registry import SPECS
+from kubetrade.runner.hostapi.indicators.engine import Definitions, IndicatorEngine
+from kubetrade.runner.hostapi.indicators.registry import SPECS
 
 __all__ = [
     "SPECS",

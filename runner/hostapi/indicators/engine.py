@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kubetrade.runner.domain import Bar, format_ms
-from kubetrade.runner.indicators.argo import ArgoSpec
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators.argo import ArgoSpec
+from kubetrade.runner.hostapi.indicators.base import (
     Answer,
     Calculator,
     IndicatorError,
@@ -39,9 +39,9 @@ from kubetrade.runner.indicators.base import (
     Reading,
     SignalType,
 )
-from kubetrade.runner.indicators.gojson import go_object
-from kubetrade.runner.indicators.registry import specs
-from kubetrade.runner.window import Window
+from kubetrade.runner.hostapi.indicators.gojson import go_object
+from kubetrade.runner.hostapi.indicators.registry import specs
+from kubetrade.runner.hostapi.window import Window
 
 __all__ = ["Definitions", "IndicatorEngine"]
 

@@ -19,33 +19,33 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kubetrade.runner import events as ev
-from kubetrade.runner import logformat
-from kubetrade.runner.assemble import AssemblyError, RunOptions, build_engine
-from kubetrade.runner.brokers import BrokerError
-from kubetrade.runner.console import ConsoleReporter
-from kubetrade.runner.credentials import (
-    CredentialPathError,
-    CredentialsError,
-    refuse_credential_path,
-)
-from kubetrade.runner.engine import Engine
-from kubetrade.runner.logevents import JsonReporter
-from kubetrade.runner.marketdata import MarketDataError
-from kubetrade.runner.oci import command as strategy_commands
-from kubetrade.runner.report import build_report, export, format_report
-from kubetrade.runner.report_html import render_html
-from kubetrade.runner.server import RunnerServer
-from kubetrade.runner.session import JOURNAL_FILE, JournalError, JournalReader, StorageError
-from kubetrade.runner.session_file import (
+from kubetrade.runner.app.assemble import AssemblyError, RunOptions, build_engine
+from kubetrade.runner.app.console import ConsoleReporter
+from kubetrade.runner.app.logevents import JsonReporter
+from kubetrade.runner.app.report import build_report, export, format_report
+from kubetrade.runner.app.report_html import render_html
+from kubetrade.runner.app.server import RunnerServer
+from kubetrade.runner.app.session_file import (
     LoadedSession,
     Problem,
     SessionError,
     load_session,
     session_from_flags,
 )
+from kubetrade.runner.brokers import BrokerError
+from kubetrade.runner.credentials import (
+    CredentialPathError,
+    CredentialsError,
+    refuse_credential_path,
+)
+from kubetrade.runner.engine import Engine
+from kubetrade.runner.marketdata import MarketDataError
+from kubetrade.runner.oci import command as strategy_commands
+from kubetrade.runner.session import JOURNAL_FILE, JournalError, JournalReader, StorageError
+from kubetrade.runner.session.statedir import StateDirError, lock_state_dir
 from kubetrade.runner.spec import json_schema
-from kubetrade.runner.statedir import StateDirError, lock_state_dir
 from kubetrade.runner.strategy.host import StrategyLoadError
+from kubetrade.runner.telemetry import logformat
 
 log = logging.getLogger("kubetrade.cli")
 

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kubetrade.runner.domain import Fill, Mark, Order, Side, format_ms
-from kubetrade.runner.journal import Journal
-from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session import JournalReader
+from kubetrade.runner.session.ledger import Ledger
 
 _YEAR_MS = 365 * 86_400_000
 
@@ -48,7 +48,7 @@ class Report:
     last_bar: str | None
 
 
-def build_report(journal: Journal) -> Report:
+def build_report(journal: JournalReader) -> Report:
     snapshot = journal.snapshot()
     ledger = Ledger(cash=0.0)
     closing = []
@@ -125,7 +125,7 @@ def format_report(report: Report) -> str:
     return "\n".join(f"{name:<16}{value}" for name, value in rows)
 
 
-def export(journal: Journal, directory: Path, fmt: str) -> list[Path]:
+def export(journal: JournalReader, directory: Path, fmt: str) -> list[Path]:
     """Write orders, fills and marks as CSV or Parquet files; return their paths."""
     snapshot = journal.snapshot()
     tables: dict[str, tuple[type, list[dict[str, object]]]] = {

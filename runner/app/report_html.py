@@ -15,10 +15,10 @@ import html
 from collections.abc import Callable
 from typing import Final
 
+from kubetrade.runner.app.report import Report
+from kubetrade.runner.app.svg_chart import Chart, Markers, Point
 from kubetrade.runner.domain import Fill, Side, format_ms
-from kubetrade.runner.report import Report
 from kubetrade.runner.session import JournalReader
-from kubetrade.runner.svg_chart import Chart, Markers, Point
 
 _BUY: Final = "#1a7f37"
 _SELL: Final = "#cf222e"

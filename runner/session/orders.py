@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
 from kubetrade.runner.domain import Fill, Order, OrderStatus
-from kubetrade.runner.faults import crash_point
-from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.session import Session
+from kubetrade.runner.session.faults import crash_point
+from kubetrade.runner.telemetry.metrics import SessionMetrics
 
 
 @dataclass(slots=True)

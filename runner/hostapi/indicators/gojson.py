@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from decimal import Decimal
 
-from kubetrade.runner.indicators.base import IndicatorError
+from kubetrade.runner.hostapi.indicators.base import IndicatorError
 
 __all__ = ["go_float", "go_object"]
 

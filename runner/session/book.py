@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kubetrade.runner.domain import AccountInfo, Fill, Order, OrderStatus, OrderType, Side
-from kubetrade.runner.ledger import Ledger
+from kubetrade.runner.session.ledger import Ledger
 
 
 @dataclass(slots=True)

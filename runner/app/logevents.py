@@ -2,9 +2,9 @@
 
 What the console reporter prints for a person (orders, fills, refusals, strategy logs and
 failures, feed changes, the summary) becomes one JSON object per event, with the fields
-of logformat.py (session, namespace, epoch) and the event's own: `bar_time`, `order_id`,
-`symbol`, ... Bars themselves are not logged: at replay speed a line per bar would cost
-more than the bar. Text that came from the strategy or a venue passes the redactor.
+of telemetry/logformat.py (session, namespace, epoch) and the event's own: `bar_time`,
+`order_id`, `symbol`, ... Bars themselves are not logged: at replay speed a line per bar
+would cost more than the bar. Text that came from the strategy or a venue passes the redactor.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.domain import Order, format_ms
-from kubetrade.runner.logformat import CONTEXT, clean, iso
+from kubetrade.runner.telemetry.logformat import CONTEXT, clean, iso
 
 
 def _order(order: Order) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.domain import Order, format_ms
-from kubetrade.runner.printable import printable
+from kubetrade.runner.strategy.printable import printable
 
 
 def _order_text(order: Order) -> str:

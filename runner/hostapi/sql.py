@@ -45,8 +45,8 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from kubetrade.runner import sql_guards
-from kubetrade.runner.window import Window
+from kubetrade.runner.hostapi import sql_guards
+from kubetrade.runner.hostapi.window import Window
 
 if TYPE_CHECKING:
     import duckdb

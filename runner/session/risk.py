@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubetrade.runner.book import Book
 from kubetrade.runner.domain import Order, OrderStatus, OrderType, RejectReason, Side
+from kubetrade.runner.session.book import Book
 
 _DAY_MS = 86_400_000
 _MINUTE_MS = 60_000

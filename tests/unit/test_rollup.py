@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from google.protobuf import timestamp_pb2
 
-from kubetrade.runner import aggregate
 from kubetrade.runner.domain import Bar, datetime_to_ms
-from kubetrade.runner.risk import RiskGate, RiskLimits
-from kubetrade.runner.state import HostCallError, SessionState
+from kubetrade.runner.hostapi import rollup
+from kubetrade.runner.session import HostCallError, Session
+from kubetrade.runner.session.risk import RiskGate, RiskLimits
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.pb import strategy_pb2 as pb
 
@@ -28,12 +28,12 @@ def minute_bars(n: int, *, start: int = T0, symbol: str = "BTC", step: int = MIN
 def test_interval_table_matches_the_abi() -> None:
     names = {0: "1m", 1: "5m", 4: "1h", 5: "4h", 9: "1d", 10: "1w", 11: "1mo"}
     for code, name in names.items():
-        assert aggregate.INTERVALS[code].name == name
-    assert set(aggregate.INTERVALS) == set(pb.Interval.values())
+        assert rollup.INTERVALS[code].name == name
+    assert set(rollup.INTERVALS) == set(pb.Interval.values())
 
 
 def test_five_minute_buckets_roll_up_ohlcv() -> None:
-    out = aggregate.resample(minute_bars(12), aggregate.interval_for(pb.INTERVAL_5M))
+    out = rollup.resample(minute_bars(12), rollup.interval_for(pb.INTERVAL_5M))
     assert [b.time for b in out] == [T0, T0 + 5 * MIN, T0 + 10 * MIN]
     first = out[0]
     assert (first.open, first.high, first.low, first.close, first.volume) == (
@@ -49,24 +49,24 @@ def test_five_minute_buckets_roll_up_ohlcv() -> None:
 
 def test_buckets_align_to_utc_not_to_the_first_bar() -> None:
     bars = minute_bars(10, start=T0 + 3 * MIN)  # 00:03 .. 00:12
-    out = aggregate.resample(bars, aggregate.interval_for(pb.INTERVAL_5M))
+    out = rollup.resample(bars, rollup.interval_for(pb.INTERVAL_5M))
     assert [b.time for b in out] == [T0, T0 + 5 * MIN, T0 + 10 * MIN]
     assert [round(b.volume) for b in out] == [1 + 2, 3 + 4 + 5 + 6 + 7, 8 + 9 + 10]
     hours = minute_bars(3, start=T0 + 5 * 3_600_000 + 17 * MIN, step=3_600_000)  # 05:17 ...
-    four = aggregate.resample(hours, aggregate.interval_for(pb.INTERVAL_4H))
+    four = rollup.resample(hours, rollup.interval_for(pb.INTERVAL_4H))
     assert [b.time for b in four] == [T0 + 4 * 3_600_000]
 
 
 def test_weeks_start_on_monday_and_months_on_the_first() -> None:
     sunday = datetime_to_ms(datetime(2024, 3, 10, 23, 0, tzinfo=UTC))
-    week = aggregate.interval_for(pb.INTERVAL_1W)
-    assert aggregate.bucket_start(sunday, week) == T0  # Monday 2024-03-04
-    assert aggregate.bucket_start(T0 + 7 * 86_400_000, week) == T0 + 7 * 86_400_000
-    month = aggregate.interval_for(pb.INTERVAL_1MONTH)
+    week = rollup.interval_for(pb.INTERVAL_1W)
+    assert rollup.bucket_start(sunday, week) == T0  # Monday 2024-03-04
+    assert rollup.bucket_start(T0 + 7 * 86_400_000, week) == T0 + 7 * 86_400_000
+    month = rollup.interval_for(pb.INTERVAL_1MONTH)
     feb29 = datetime_to_ms(datetime(2024, 2, 29, 13, 0, tzinfo=UTC))
-    assert aggregate.bucket_start(feb29, month) == datetime_to_ms(datetime(2024, 2, 1, tzinfo=UTC))
+    assert rollup.bucket_start(feb29, month) == datetime_to_ms(datetime(2024, 2, 1, tzinfo=UTC))
     days = minute_bars(43, start=datetime_to_ms(datetime(2024, 1, 20, tzinfo=UTC)), step=86_400_000)
-    out = aggregate.resample(days, month)
+    out = rollup.resample(days, month)
     assert [datetime.fromtimestamp(b.time / 1000, UTC).month for b in out] == [1, 2, 3]
     assert [round(b.volume) for b in out] == [sum(range(1, 13)), sum(range(13, 42)), 42 + 43]
 
@@ -74,16 +74,16 @@ def test_weeks_start_on_monday_and_months_on_the_first() -> None:
 def test_a_finer_or_equal_interval_returns_the_session_bars() -> None:
     hourly = minute_bars(5, start=T0 + 30 * MIN, step=3_600_000)  # bars at :30, not aligned
     for code in (pb.INTERVAL_5M, pb.INTERVAL_30M, pb.INTERVAL_1H):
-        assert aggregate.resample(hourly, aggregate.interval_for(code)) == hourly
-    assert aggregate.requested(pb.INTERVAL_1M) is None  # the default: the session's own bars
+        assert rollup.resample(hourly, rollup.interval_for(code)) == hourly
+    assert rollup.requested(pb.INTERVAL_1M) is None  # the default: the session's own bars
     with pytest.raises(ValueError, match="unknown interval 42"):
-        aggregate.requested(42)
+        rollup.requested(42)
 
 
 def test_gaps_do_not_change_the_spacing_or_invent_bars() -> None:
     bars = [b for i, b in enumerate(minute_bars(20)) if not 5 <= i < 15]
-    assert aggregate.spacing(bars) == MIN
-    out = aggregate.resample(bars, aggregate.interval_for(pb.INTERVAL_5M))
+    assert rollup.spacing(bars) == MIN
+    out = rollup.resample(bars, rollup.interval_for(pb.INTERVAL_5M))
     assert [b.time for b in out] == [T0, T0 + 15 * MIN]  # 00:05 and 00:10 had no bars
 
 
@@ -94,8 +94,8 @@ def ts(ms: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
 
 
-def host(*symbols: str, size: int = 1000) -> tuple[HostFunctions, SessionState]:
-    state = SessionState.create(
+def host(*symbols: str, size: int = 1000) -> tuple[HostFunctions, Session]:
+    state = Session.create(
         session="t",
         symbols=symbols,
         initial_cash=10_000,

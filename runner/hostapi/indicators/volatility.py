@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 from kubetrade.runner.domain import Bar, format_ms
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators.base import (
     Answer,
     IndicatorSpec,
     IndicatorType,
@@ -18,7 +18,7 @@ from kubetrade.runner.indicators.base import (
     warming,
     whole,
 )
-from kubetrade.runner.indicators.rolling import Mean, Wilder, population_std, true_range
+from kubetrade.runner.hostapi.indicators.rolling import Mean, Wilder, population_std, true_range
 
 _DAY_MS = 86_400_000
 

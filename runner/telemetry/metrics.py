@@ -32,10 +32,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kubetrade.runner import events as ev
-from kubetrade.runner.build_info import BuildCollector
 from kubetrade.runner.domain import Fill, Order, OrderStatus
-from kubetrade.runner.histogram import LATENCY_BUCKETS, FastHistogram
 from kubetrade.runner.marketdata.health import FeedHealth
+from kubetrade.runner.telemetry.build_info import BuildCollector
+from kubetrade.runner.telemetry.histogram import LATENCY_BUCKETS, FastHistogram
 
 if TYPE_CHECKING:
     from kubetrade.runner.session import Session
@@ -111,7 +111,7 @@ class SessionMetrics:
 
     def watch_session(self, state: Session) -> None:
         """Export the session's account, positions, risk and journal, read at every scrape."""
-        from kubetrade.runner.metrics_session import SessionCollector
+        from kubetrade.runner.telemetry.metrics_session import SessionCollector
 
         self.state = state
         for symbol in state.symbols:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators.base import (
     Answer,
     IndicatorSpec,
     IndicatorType,
@@ -16,7 +16,7 @@ from kubetrade.runner.indicators.base import (
     warming,
     whole,
 )
-from kubetrade.runner.indicators.rolling import Ema, Mean, true_range
+from kubetrade.runner.hostapi.indicators.rolling import Ema, Mean, true_range
 
 
 class MovingAverage:

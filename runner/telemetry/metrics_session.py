@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kubetrade.runner.metrics import SessionMetrics
 from kubetrade.runner.session import Session
+from kubetrade.runner.telemetry.metrics import SessionMetrics
 
 
 class SessionCollector(Collector):

@@ -8,7 +8,7 @@ inside these two are not the textbook ones).
 from __future__ import annotations
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators.base import (
     Answer,
     IndicatorSpec,
     IndicatorType,
@@ -20,9 +20,9 @@ from kubetrade.runner.indicators.base import (
     warming,
     whole,
 )
-from kubetrade.runner.indicators.rolling import Ema
-from kubetrade.runner.indicators.trend import MacdLines
-from kubetrade.runner.indicators.volatility import Atr
+from kubetrade.runner.hostapi.indicators.rolling import Ema
+from kubetrade.runner.hostapi.indicators.trend import MacdLines
+from kubetrade.runner.hostapi.indicators.volatility import Atr
 
 
 class WaddahAttar:

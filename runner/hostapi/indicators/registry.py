@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from kubetrade.runner.indicators import composite, momentum, trend, volatility
-from kubetrade.runner.indicators.argo import ARGO, ArgoSpec
-from kubetrade.runner.indicators.base import IndicatorSpec, IndicatorType
+from kubetrade.runner.hostapi.indicators import composite, momentum, trend, volatility
+from kubetrade.runner.hostapi.indicators.argo import ARGO, ArgoSpec
+from kubetrade.runner.hostapi.indicators.base import IndicatorSpec, IndicatorType
 
 __all__ = ["SPECS", "specs"]
 

@@ -7,7 +7,7 @@ line findable: the session, its namespace, the runner's epoch, the bar being pro
 with `extra={...}`; `bind` sets the session-wide ones once.
 
 Whatever the format, every line passes the redactor first: the credentials this process
-loaded (credentials.py registers each value it reads) and anything shaped like a
+loaded (runner/credentials.py registers each value it reads) and anything shaped like a
 credential (`api_key=...`, `"secret": "..."`, a bearer token, a request signature) come
 out as `***`. A log line never carries a secret, even one quoted in an exception.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 
 from kubetrade.runner.domain import Bar
-from kubetrade.runner.indicators.base import (
+from kubetrade.runner.hostapi.indicators.base import (
     Answer,
     IndicatorSpec,
     IndicatorType,
@@ -22,7 +22,7 @@ from kubetrade.runner.indicators.base import (
     warming,
     whole,
 )
-from kubetrade.runner.indicators.rolling import Extreme, Mean, Wilder
+from kubetrade.runner.hostapi.indicators.rolling import Extreme, Mean, Wilder
 
 
 class Rsi:
