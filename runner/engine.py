@@ -120,8 +120,17 @@ class Engine:
 
     # -- control -----------------------------------------------------------------
 
+    def stop_after_bar(self) -> None:
+        """Finish the bar in hand, then stop; a wait for the next bar is not interrupted.
+        Safe anywhere, a Python signal handler included (it only sets a flag)."""
+        self._stop_requested = True
+
     def request_stop(self) -> None:
-        """Finish the bar in hand, then stop. Safe to call from a signal handler."""
+        """Finish the bar in hand, then stop, interrupting a wait for the next bar. Call
+        it from the event loop (`loop.add_signal_handler`, `call_soon_threadsafe`), never
+        from a Python signal handler: that runs between any two bytecodes of the bar
+        loop, also just after the wait returned a bar, and the cancel would then land on
+        the bar's next await (a venue call) instead of the wait."""
         self._stop_requested = True
         # A wait for the next bar can last an interval; interrupt it. Work on a
         # bar in hand is never interrupted (orders may be in flight).

@@ -296,12 +296,18 @@ async def _drive(
     engine: Engine, reporter: Callable[[ev.Event], None], port: int | None
 ) -> tuple[ev.Summary, str | None]:
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, engine.request_stop)
-        # The loop runs that only once it gets control, which a replay at full speed gives
-        # it every few dozen bars: the handler itself notes the stop at once (the bar loop
-        # checks it after every bar).
-        signal.signal(signum, lambda _signum, _frame: engine.request_stop())
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        # A replay at full speed gives the loop control only every few dozen bars, so the
+        # stop is noted here at once (the bar loop checks it after every bar); the wait
+        # for a next bar is interrupted by the loop, between task steps, where a cancel
+        # can only land on that wait (engine.request_stop says why not here).
+        engine.stop_after_bar()
+        loop.call_soon_threadsafe(engine.request_stop)
+
+    before = {
+        signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     server = RunnerServer(engine, port=port) if port is not None else None
     if server is not None:
         bound = await server.start()
@@ -315,8 +321,9 @@ async def _drive(
     finally:
         if server is not None:
             await server.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
+        for signum, handler in before.items():
+            # None: the handler was not set from Python; the default is the nearest.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     assert stopped is not None  # run() always ends with EngineStopped
     return stopped.summary, stopped.error
 
