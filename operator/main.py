@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import kopf
 
+from kubetrade.operator import memory
 from kubetrade.operator.cache import Cache
 from kubetrade.operator.children import MANAGED_BY, RunnerSettings
 from kubetrade.operator.endpoint import OperatorEndpoint, loopback_probe_url
@@ -42,7 +43,6 @@ from kubetrade.operator.leader import (
     LeaseSettings,
 )
 from kubetrade.operator.login import Login, load_login
-from kubetrade.operator.memory import trim_now_and_then
 from kubetrade.operator.metrics import OperatorMetrics
 from kubetrade.operator.observe import ObservedKube, observed
 from kubetrade.operator.reconcile import RESYNC_SECONDS
@@ -190,6 +190,7 @@ def main(argv: Sequence[str], *, log_format: str | None = None) -> int:
     except kopf.LoginError as exc:
         print(f"kubetrade operator: {exc}", file=sys.stderr)
         return 2
+    memory.configure()  # before the watches' first listings: large buffers go back when freed
     return asyncio.run(_operate(args, login, lease))
 
 
@@ -298,7 +299,7 @@ async def _lead(
     # Made before kopf starts, so kopf's shutdown leaves them to us (it cancels the tasks
     # made while it runs: the passes).
     timer = asyncio.create_task(queue.run(), name="session timer")
-    trimmer = asyncio.create_task(trim_now_and_then(), name="memory")
+    trimmer = asyncio.create_task(memory.trim_now_and_then(), name="memory")
     holding = asyncio.create_task(elector.hold(), name="lease") if elector else None
     operator = asyncio.create_task(
         kopf.operator(

@@ -19,7 +19,30 @@ from typing import Final
 
 log = logging.getLogger("kubetrade.operator.memory")
 
-TRIM_SECONDS: Final = 30.0
+TRIM_SECONDS: Final = 10.0
+# mallopt parameters (malloc.h) and their values here: blocks of 128 KiB and more (a list
+# response, a watch's buffers) get pages of their own that go back when freed. glibc
+# otherwise raises that threshold each time such a block is freed, up to 32 MiB, and from
+# then on serves the operator's large transient buffers from a heap that keeps its peak.
+_M_TRIM_THRESHOLD: Final = -1
+_M_MMAP_THRESHOLD: Final = -3
+MMAP_THRESHOLD_BYTES: Final = 128 * 1024
+TRIM_THRESHOLD_BYTES: Final = 1024 * 1024
+
+
+def configure() -> bool:
+    """Fix glibc's thresholds (see above); False where there is no glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )
 
 
 def _malloc_trim() -> Callable[[], None] | None:
