@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import SAMPLE_CSV, SMA_WASM
+from test_cli import session_file  # the CLI tests' replay session: the sample CSV, SMA
 
 from kubetrade.runner.app import cli
 from kubetrade.runner.app.assemble import RunOptions, build_engine
@@ -25,29 +25,6 @@ from kubetrade.runner.domain import Bar
 from kubetrade.runner.marketdata.replay import ReplayProvider
 
 SIGNALLED_BAR = 40
-
-
-def session_file(tmp_path: Path) -> Path:
-    path = tmp_path / "session.yaml"
-    path.write_text(
-        f"""
-apiVersion: kubetrade.io/v1alpha1
-kind: LiveTradingSession
-metadata: {{name: stop-test}}
-spec:
-  symbols: [BTCUSDT]
-  interval: 1m
-  strategy:
-    path: {SMA_WASM}
-    config: {{fastPeriod: 5, slowPeriod: 20, quantity: 0.05}}
-  marketData:
-    provider: replay
-    config: {{path: {SAMPLE_CSV}}}
-  trading:
-    provider: paper
-"""
-    )
-    return path
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
