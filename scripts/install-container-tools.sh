@@ -27,45 +27,9 @@
 # and the base image is built with mmdebstrap's unshare mode, which needs the same.
 set -euo pipefail
 
-packages=(podman buildah runc netavark aardvark-dns iptables uidmap mmdebstrap
-    docker-registry apache2-utils)
-
-missing=()
-for package in "${packages[@]}"; do
-    status="$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)"
-    [[ "$status" == installed ]] || missing+=("$package")
-done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-container-tools.sh: needs a Debian-like system with apt-get; install" \
-        "${missing[*]} by hand" >&2
-    exit 1
-fi
-sudo=()
-if [[ $EUID -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || {
-        echo "install-container-tools.sh: not root and no sudo; as root run:" \
-            "apt-get install --no-install-recommends ${missing[*]}" >&2
-        exit 1
-    }
-    sudo=(sudo)
-fi
-
-echo "install-container-tools.sh: installing ${missing[*]}" >&2
-# Another apt run (another engineer's script, unattended upgrades) may hold the lock:
-# wait for it rather than fail.
-apt_options=(-o DPkg::Lock::Timeout=600 -q)
-export DEBIAN_FRONTEND=noninteractive
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
 # Recommends left out: podman's would bring fuse-overlayfs, slirp4netns and dbus, none
 # used here. On a machine run by systemd, Debian's docker-registry package also starts a
 # registry service on port 5000; without an init system (CI) it starts nothing.
-if ! { "${sudo[@]}" apt-get "${apt_options[@]}" update &&
-    "${sudo[@]}" apt-get "${apt_options[@]}" install -y --no-install-recommends \
-        "${missing[@]}"; } >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "install-container-tools.sh: apt-get failed (output above)" >&2
-    exit 1
-fi
+exec "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" install-container-tools.sh \
+    podman buildah runc netavark aardvark-dns iptables uidmap mmdebstrap \
+    docker-registry apache2-utils

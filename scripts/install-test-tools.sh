@@ -16,46 +16,16 @@
 # Recommends are left out: prometheus's would add node-exporter, another service.
 set -euo pipefail
 
-packages=(prometheus chromium)
+status="$(dpkg-query -W -f='${db:Status-Status}' prometheus 2>/dev/null || true)"
+"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" install-test-tools.sh prometheus chromium
+# A prometheus that was there before is somebody's: left as it is.
+[[ "$status" == installed ]] && exit 0
 
-missing=()
-for package in "${packages[@]}"; do
-    status="$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)"
-    [[ "$status" == installed ]] || missing+=("$package")
-done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-test-tools.sh: needs a Debian-like system with apt-get; install" \
-        "${missing[*]} by hand" >&2
-    exit 1
-fi
+# The package's own service, just installed: not wanted, whatever started it.
 sudo=()
 if [[ $EUID -ne 0 ]]; then
-    command -v sudo >/dev/null 2>&1 || {
-        echo "install-test-tools.sh: not root and no sudo; as root run:" \
-            "apt-get install --no-install-recommends ${missing[*]}" >&2
-        exit 1
-    }
     sudo=(sudo)
 fi
-
-echo "install-test-tools.sh: installing ${missing[*]}" >&2
-# Another apt run (install-container-tools.sh, unattended upgrades) may hold the lock:
-# wait for it rather than fail.
-apt_options=(-o DPkg::Lock::Timeout=600 -q)
-export DEBIAN_FRONTEND=noninteractive
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-if ! { "${sudo[@]}" apt-get "${apt_options[@]}" update &&
-    "${sudo[@]}" apt-get "${apt_options[@]}" install -y --no-install-recommends \
-        "${missing[@]}"; } >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "install-test-tools.sh: apt-get failed (output above)" >&2
-    exit 1
-fi
-
-# The package's own service: not wanted, whatever started it.
 if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
     "${sudo[@]}" systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 elif [[ -x /etc/init.d/prometheus ]]; then
