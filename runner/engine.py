@@ -329,6 +329,7 @@ class Engine:
         if state.outbox or state.cancels:
             state.commit_before_send()  # the intents are durable before anything leaves
             await self.orders.send_queued(out, tick=started)
+            state.commit_after_send()  # (the paper venue: intents and venue together)
         state.end_bar(bar)
         if CRASH_POINTS_ARMED:  # (a test, not a call, on every bar)
             crash_point("bar-done")

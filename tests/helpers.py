@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from kubetrade.runner.brokers.paper import PaperBroker
+from kubetrade.runner.session import Journal, paper_venue_store
 
 ROOT = Path(__file__).resolve().parent.parent
 SMA_WASM = ROOT / "strategies" / "examples" / "sma" / "sma.wasm"
@@ -28,3 +32,19 @@ def write_bars(path: Path, symbol: str, rows: Sequence[BarRow], interval_ms: int
 def flat_rows(closes: Sequence[float]) -> list[BarRow]:
     """Bars whose open, high, low and close are all the given close."""
     return [(i, c, c, c, c) for i, c in enumerate(closes)]
+
+
+class DurableVenue:
+    """A paper venue kept in a journal at `path` (as with a state directory), opened
+    like a runner opens it: `close` commits what it recorded, as the session would."""
+
+    def __init__(self, path: Path, **broker: Any) -> None:
+        self.journal = Journal.open(path, session="venue-test")
+        self.broker = PaperBroker(store=paper_venue_store(self.journal), **broker)
+
+    def commit(self) -> None:
+        self.journal.commit_records()
+
+    def close(self) -> None:
+        self.journal.commit_records()
+        self.journal.close()

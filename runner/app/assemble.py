@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetrade.runner.app.session_file import LoadedSession
-from kubetrade.runner.brokers import check_venue_state, create_broker, venue_state_files
+from kubetrade.runner.brokers import create_broker
 from kubetrade.runner.credentials import refuse_credential_path
 from kubetrade.runner.engine import Engine, EngineOptions
 from kubetrade.runner.marketdata import create_market_data
 from kubetrade.runner.oci import OciError
 from kubetrade.runner.oci.fetch import fetch_strategy
-from kubetrade.runner.session import Session, open_journal
+from kubetrade.runner.session import Session, open_journal, paper_venue_store
 from kubetrade.runner.session.risk import RiskGate, RiskLimits
-from kubetrade.runner.spec import SessionSpec
+from kubetrade.runner.spec import PaperConfig, SessionSpec
 from kubetrade.runner.strategy.functions import HostFunctions
 from kubetrade.runner.strategy.host import SandboxLimits, WasmStrategy
 from kubetrade.runner.strategy.source import StrategySourceError, read_strategy
@@ -119,20 +119,17 @@ def build_engine(loaded: LoadedSession, options: RunOptions | None = None) -> En
         credentials_dir=options.credentials_dir,
     )
     # The state directory as late as can be, so that a refused start writes nothing there.
-    companions = []
-    if options.state_dir is not None:
-        # Everything in the state directory is read back and checked before the first
-        # write (the journal's new epoch): a refused start changes no file.
-        check_venue_state(spec.trading, options.state_dir)
-        companions = venue_state_files(spec.trading, options.state_dir)
-    journal = open_journal(options.state_dir, name, companions=companions)
+    # Everything in the state directory is read back and checked before the journal's
+    # first write (its new epoch), a paper venue kept beside it by an older runner too:
+    # a refused start changes no file.
+    paper = isinstance(spec.trading.parsed(), PaperConfig)
+    journal = open_journal(options.state_dir, name, paper=paper)
     try:
         broker = create_broker(
             spec.trading,
             precision=spec.engine.decimal_precision,
             credentials_dir=options.credentials_dir,
-            state_dir=options.state_dir,
-            epoch=journal.epoch if options.state_dir is not None else None,
+            venue_store=paper_venue_store(journal) if paper and options.state_dir else None,
             symbols=symbols,
         )
     except BaseException:

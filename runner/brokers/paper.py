@@ -20,13 +20,14 @@ trading.config.fillPrice):
   orders can never spend the same money or sell the same units.
 Refusals come back as FAILED with the reason strings strategies test for.
 
-With a store the venue is durable: every change is written before it is
-reported, and `lookup` answers what became of an order the engine is unsure
-it ever sent (after a crash), as a real venue answers a query by client id.
-A bar on which nothing can fill changes only the venue's last price, which is
-written with its next durable step rather than at once (an fsync per bar would
-be most of a journaled replay's time); after a restart the engine shows the
-venue the last bar it processed again (`resume_market`), and bars the venue saw
+With a store (a state directory) the venue is durable: its state lives in the
+session's journal (session/venue.py), each step written in the same transaction
+as the session's records of it, so after a crash the venue and the journal agree
+on every order; `lookup` answers what became of an order the engine is unsure
+it ever sent, as a real venue answers a query by client id. A bar on which
+nothing can fill changes only the venue's last price, which is recorded with
+its next step rather than at once; after a restart the engine shows the venue
+the last bar it processed again (`resume_market`), and bars the venue saw
 already change nothing.
 """
 
@@ -39,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kubetrade.runner.brokers.base import Broker, BrokerEvent, OrderUpdate
-from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import (
     AccountInfo,
     Bar,
@@ -53,7 +53,7 @@ from kubetrade.runner.domain import (
     bracket_children,
 )
 from kubetrade.runner.session.ledger import Ledger
-from kubetrade.runner.session.storage import storage_error
+from kubetrade.runner.session.venue import VenueStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ class PaperBroker(Broker):
     name: str = "paper"
     is_live: bool = False
     supports_brackets = True  # take-profit and stop-loss exits rest here until they trigger
-    store: PaperStore | None = None
+    store: VenueStore | None = None
     ledger: Ledger = field(init=False)
     last_bar: dict[str, Bar] = field(default_factory=dict)
     resting: dict[str, _Resting] = field(default_factory=dict)  # by client order id
@@ -110,8 +110,7 @@ class PaperBroker(Broker):
         return None
 
     async def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+        return None  # the store is the journal's, which the session closes
 
     async def submit(self, order: Order) -> list[BrokerEvent]:
         if self.store is None:
@@ -253,27 +252,22 @@ class PaperBroker(Broker):
 
     @contextlib.contextmanager
     def _durably(self) -> Iterator[None]:
-        """Make one venue step durable before its result is reported."""
+        """Record one venue step whole (or, if it fails, nothing of it); the journal's
+        next commit makes it durable with the session's records of it."""
         store = self.store
         if store is None:
             yield
             return
+        store.begin()  # Fenced if a newer runner took the journal: nothing changes
         try:
-            store.begin()
-            try:
-                yield
-                self._save_account(store)
-                store.commit()
-            except BaseException:
-                store.rollback()
-                raise
-        except Exception as exc:
-            problem = storage_error(exc, store.path)
-            if problem is None:
-                raise
-            raise problem from exc
+            yield
+            self._save_account(store)
+            store.commit()
+        except BaseException:
+            store.rollback()
+            raise
 
-    def _save_account(self, store: PaperStore) -> None:
+    def _save_account(self, store: VenueStore) -> None:
         ledger = self.ledger
         store.account(
             cash=ledger.cash,
@@ -287,8 +281,9 @@ class PaperBroker(Broker):
             store.bar(self.last_bar[symbol])
         self._unsaved_bars.clear()
 
-    def _restore(self, store: PaperStore) -> None:
-        account = store.load_account()
+    def _restore(self, store: VenueStore) -> None:
+        state = store.take_state()
+        account = state.account
         if not account:
             return  # a new venue: starts with initial_cash
         ledger = self.ledger
@@ -296,12 +291,12 @@ class PaperBroker(Broker):
         ledger.realized_pnl = account["realized_pnl"]
         ledger.total_fees = account["total_fees"]
         self.fill_seq = int(account["fill_seq"])
-        ledger.positions = {p.symbol: p for p in store.load_positions()}
-        self.resting = {o.client_order_id: _Resting(o, r) for o, r in store.load_resting()}
-        self.last_bar = {b.symbol: b for b in store.load_bars()}
-        for cid, (status, reason, message, time) in store.load_known().items():
+        ledger.positions = {p.symbol: p for p in state.positions}
+        self.resting = {o.client_order_id: _Resting(o, r) for o, r in state.resting}
+        self.last_bar = {b.symbol: b for b in state.bars}
+        for cid, (status, reason, message, time) in state.known.items():
             self.known[cid] = OrderUpdate(cid, status, time, reason, message)
-        for fill in store.load_fills():
+        for fill in state.fills:
             self.fills_of.setdefault(fill.client_order_id, []).append(fill)
 
     def account(self) -> AccountInfo:

@@ -12,7 +12,9 @@ cache and markers, and records every change to them in the `Journal`
 - journal.py: the durable record, with its schema and row checksums (schema.py,
   records.py), the check of every row on open (verify.py), the upgrade of older
   journals (migrate.py), the group-commit bounds (commit.py), rebuilding after a
-  restart (restore.py) and disk errors said plainly (storage.py).
+  restart (restore.py) and disk errors said plainly (storage.py);
+- venue.py: the paper venue's state, kept in the journal's venue tables and written
+  in the session's transactions (legacy_venue.py reads the file older runners kept).
 
 Keeping one runner per session: statedir.py locks the state directory, fencing.py
 stops a runner that a newer epoch replaced; faults.py holds the crash points the
@@ -22,6 +24,7 @@ crash-restart tests arm.
 from kubetrade.runner.session.core import HostCallError, Resume, Session, client_order_id
 from kubetrade.runner.session.journal import JOURNAL_FILE, Journal, JournalReader, open_journal
 from kubetrade.runner.session.storage import StorageError
+from kubetrade.runner.session.venue import VenueStore
 from kubetrade.runner.session.verify import JournalError, Snapshot
 
 __all__ = [
@@ -36,4 +39,11 @@ __all__ = [
     "StorageError",
     "client_order_id",
     "open_journal",
+    "paper_venue_store",
 ]
+
+
+def paper_venue_store(journal: Journal) -> VenueStore:
+    """The paper venue's handle on its tables in `journal` (venue.py): the venue records
+    its steps through it, and the session's commits write them."""
+    return journal.venue_store()

@@ -257,16 +257,29 @@ class Session:
             self.group.committed()
             crash_point("bar-journaled")
 
+    # A venue of its own (a real one) remembers what it accepts whatever becomes of the
+    # runner, so what the journal records must be durable before the venue moves. The
+    # paper venue keeps its state in the journal instead (venue.py): its steps and the
+    # session's records of them are durable together, in the commit after the send.
+
     def commit_before_venue(self) -> None:
         """Before the venue moves on a bar: with orders open there it may report fills,
-        which become durable at the venue at once; the bars before must be durable first,
-        so a restart never sees a fill from the future of its journal."""
-        if self.book.open_ids:
+        which a venue of its own makes durable at once; the bars before must be durable
+        first, so a restart never sees a fill from the future of its journal."""
+        if self.book.open_ids and not self._journal.hosts_venue:
             self.commit()
 
     def commit_before_send(self) -> None:
-        """Before orders or cancels leave: their intents must be durable first."""
-        if self.outbox or self.cancels:
+        """Before orders or cancels leave for a venue of its own: their intents must be
+        durable first."""
+        if (self.outbox or self.cancels) and not self._journal.hosts_venue:
+            self.commit()
+
+    def commit_after_send(self) -> None:
+        """After orders or cancels went to the paper venue: the intents, the venue's
+        acceptance and its fills become durable in one transaction, before the bar's
+        events leave the engine (a crash before loses the bar whole, at the venue too)."""
+        if self._journal.hosts_venue:
             self.commit()
 
     def fence(self) -> None:

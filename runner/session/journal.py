@@ -38,6 +38,12 @@ from pathlib import Path
 from kubetrade.runner.domain import Fill, Mark, Order
 from kubetrade.runner.session import records as rec
 from kubetrade.runner.session.fencing import Fenced
+from kubetrade.runner.session.legacy_venue import (
+    LEGACY_VENUE_FILE,
+    LegacyVenueError,
+    read_legacy_venue,
+    set_aside,
+)
 from kubetrade.runner.session.migrate import upgrade
 from kubetrade.runner.session.schema import (
     APPLICATION_ID,
@@ -46,6 +52,7 @@ from kubetrade.runner.session.schema import (
     statements,
 )
 from kubetrade.runner.session.storage import storage_error
+from kubetrade.runner.session.venue import VenueRows, VenueState, VenueStore
 from kubetrade.runner.session.verify import COUNTED, JournalError, Snapshot, read_snapshot
 from kubetrade.runner.telemetry.histogram import LATENCY_BUCKETS, FastHistogram
 
@@ -163,6 +170,8 @@ class Journal(JournalReader):
         self._marks: list[tuple[rec.Value, ...]] = []
         self._logs: list[tuple[int, int, str, str, dict[str, str]]] = []
         self._new_meta: dict[str, str | Callable[[], str]] = {}
+        self.venue_rows = VenueRows()  # the paper venue's steps since (session/venue.py)
+        self._venue: VenueState | None = snapshot.venue  # until the venue takes it
         self.pending = False
         self.commits = FastHistogram(LATENCY_BUCKETS)  # seconds per transaction written
         # A journal in memory has nothing to make durable and nobody reads it back: its
@@ -179,11 +188,14 @@ class Journal(JournalReader):
         session: str,
         companions: Sequence[Path] = (),
         epochs_used: int = 0,
+        legacy_venue: Path | None = None,
     ) -> Journal:
         """Open or create the journal of `session` and start a new epoch. `companions`:
-        other files of the session's state (the paper venue), which an empty journal
-        must not be started beside. `epochs_used`: the newest epoch of the session's
-        other journals; a new one starts above it."""
+        other files of the session's state (a paper venue kept in a file of its own),
+        which an empty journal must not be started beside. `epochs_used`: the newest
+        epoch of the session's other journals; a new one starts above it.
+        `legacy_venue`: where a runner before schema 6 kept the paper venue; a journal
+        of that schema takes it in when it is upgraded (legacy_venue.py)."""
         path = Path(path)
         fresh = not path.exists() or path.stat().st_size == 0
         snapshot = None
@@ -191,6 +203,12 @@ class Journal(JournalReader):
             _refuse_empty_beside_state(path, companions)
         else:
             snapshot = _check_read_only(path, session)
+        imported = None
+        if snapshot is not None and snapshot.version < 6 and legacy_venue is not None:
+            try:  # read in full before anything is written, like the journal
+                imported = read_legacy_venue(legacy_venue)
+            except LegacyVenueError as exc:
+                raise JournalError(str(exc)) from None
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -207,7 +225,9 @@ class Journal(JournalReader):
             if snapshot is None:
                 snapshot = read_snapshot(db, path, session=session)
             elif snapshot.version < SCHEMA_VERSION:
-                upgrade(db, snapshot)  # only now: every row was checked first
+                upgrade(db, snapshot, venue=imported)  # only now: every row was checked
+                if imported is not None and legacy_venue is not None:
+                    set_aside(legacy_venue)  # in the journal now; kept, renamed
             _new_epoch(db, snapshot, above=epochs_used)
         except JournalError:
             db.close()
@@ -324,6 +344,24 @@ class Journal(JournalReader):
         value = self._meta.get(key)  # as recorded, committed or not
         return value() if callable(value) else value
 
+    # -- the paper venue's tables (session/venue.py) -------------------------------------
+
+    def venue_store(self) -> VenueStore:
+        """The paper venue's handle on its tables, holding what they held at open."""
+        state, self._venue = self._venue, None
+        if state is None:  # a second venue on one journal would fork its state
+            raise RuntimeError("the paper venue's store was handed out already")
+        return VenueStore(self, state)
+
+    @property
+    def hosts_venue(self) -> bool:
+        """The paper venue keeps its state here: its steps commit with the session's."""
+        return self._venue is None and self._durable
+
+    def venue_step_done(self) -> None:
+        """The venue finished a step (its rows are in `venue_rows`)."""
+        self.pending = True
+
     # -- committing -------------------------------------------------------------------
 
     def commit_records(self) -> bool:
@@ -338,6 +376,8 @@ class Journal(JournalReader):
             return True
         if self.failed:
             raise JournalError(f"journal {self.path} failed earlier; nothing more is written")
+        # (An in-memory journal never has a venue: a paper venue without a state
+        # directory keeps no store.)
         db = self._db
         started = time.perf_counter()
         try:
@@ -389,6 +429,8 @@ class Journal(JournalReader):
             db.executemany(_INSERT["logs"], [
                 rec.seal(rec.LOGS, rec.log_values(*log)) for log in self._logs
             ])  # fmt: skip
+        if self.venue_rows:
+            self.venue_rows.write(db)
         meta = {k: v() if callable(v) else v for k, v in self._new_meta.items()}
         if self._orders or self._fills or self._marks or self._logs:
             meta["tally"] = json.dumps(self._counts, sort_keys=True)
@@ -407,17 +449,17 @@ class Journal(JournalReader):
         self._marks.clear()
         self._logs.clear()
         self._new_meta.clear()
+        self.venue_rows.clear()
         self.pending = False
 
 
 JOURNAL_FILE = "journal.db"
 
 
-def open_journal(
-    state_dir: Path | None, session: str, *, companions: Sequence[Path] = ()
-) -> Journal:
+def open_journal(state_dir: Path | None, session: str, *, paper: bool = False) -> Journal:
     """The session's journal: DIR/journal.db, or one in memory without a state directory.
-    `companions`: the venue's files in DIR (see Journal.open)."""
+    `paper`: the session trades on the paper venue, which a runner before schema 6 kept
+    in DIR/paper-venue.db (see Journal.open)."""
     if state_dir is None:
         return Journal.in_memory(session)
     try:
@@ -427,7 +469,11 @@ def open_journal(
     path = state_dir / JOURNAL_FILE
     fresh = not path.exists() or path.stat().st_size == 0
     used = _epochs_beside(state_dir, session) if fresh and _is_upgrade_dir(state_dir) else 0
-    return Journal.open(path, session=session, companions=companions, epochs_used=used)
+    legacy = state_dir / LEGACY_VENUE_FILE if paper else None
+    return Journal.open(
+        path, session=session, companions=[legacy] if legacy else [], epochs_used=used,
+        legacy_venue=legacy,
+    )  # fmt: skip
 
 
 # The operator's layout on a session's volume: the first journal in `state`, each

@@ -15,11 +15,14 @@ import sqlite3
 
 from kubetrade.runner.session import records as rec
 from kubetrade.runner.session.schema import MIGRATIONS, SCHEMA_VERSION, statements
+from kubetrade.runner.session.venue import VenueState, state_rows
 from kubetrade.runner.session.verify import Snapshot
 
 
-def upgrade(db: sqlite3.Connection, snapshot: Snapshot) -> None:
-    """Migrate a checked journal of an older version in place (one transaction)."""
+def upgrade(db: sqlite3.Connection, snapshot: Snapshot, *, venue: VenueState | None = None) -> None:
+    """Migrate a checked journal of an older version in place (one transaction).
+    `venue`: the paper venue a runner before schema 6 kept in a file of its own
+    (legacy_venue.py), taken into the journal's venue tables in the same transaction."""
     db.execute("BEGIN IMMEDIATE")
     try:
         for script in MIGRATIONS[snapshot.version :]:
@@ -32,6 +35,9 @@ def upgrade(db: sqlite3.Connection, snapshot: Snapshot) -> None:
                 for row in db.execute(select).fetchall()
             ]
             db.executemany(f"UPDATE {table.name} SET crc=? WHERE rowid=?", sealed)
+        if venue is not None:
+            state_rows(venue).write(db)
+            snapshot.venue = venue
         tally = json.dumps(snapshot.counts, sort_keys=True)
         db.execute(rec.upsert_sql(rec.SESSION), rec.seal(rec.SESSION, ("tally", tally)))
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -75,7 +75,20 @@ LOGS = Table("logs", ("seq", "time", "level", "message", "fields"), "iittt", 0)
 EQUITY = Table("equity", ("time", "equity", "cash"), "irr", 0)
 PRICES = Table("prices", ("symbol", "time", "close"), "tir", 0)
 
-TABLES = (SESSION, ORDERS, FILLS, CURSOR, CACHE, MARKS, LOGS, EQUITY, PRICES)
+# The paper venue's state (session/venue.py): bodies are JSON objects of a domain value.
+VENUE_ACCOUNT = Table("venue_account", ("key", "value"), "tr", 0)
+VENUE_POSITIONS = Table("venue_positions", ("symbol", "body"), "tt", 0)
+VENUE_RESTING = Table("venue_resting", ("client_order_id", "body", "reserved"), "ttr", 0)
+VENUE_KNOWN = Table(
+    "venue_known", ("client_order_id", "status", "reason", "message", "time"), "tttti", 0
+)
+VENUE_FILLS = Table("venue_fills", ("fill_id", "client_order_id", "body"), "ttt", 0)
+VENUE_BARS = Table("venue_bars", ("symbol", "body"), "tt", 0)
+VENUE_TABLES = (
+    VENUE_ACCOUNT, VENUE_POSITIONS, VENUE_RESTING, VENUE_KNOWN, VENUE_FILLS, VENUE_BARS
+)  # fmt: skip
+
+TABLES = (SESSION, ORDERS, FILLS, CURSOR, CACHE, MARKS, LOGS, EQUITY, PRICES, *VENUE_TABLES)
 _SEEDS = {table.name: table.seed for table in TABLES}
 
 

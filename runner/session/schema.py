@@ -8,7 +8,7 @@ opened. Version 5 added it; `migrate.py` fills it in for journals written before
 from __future__ import annotations
 
 APPLICATION_ID = 0x6B74726A  # "ktrj": marks the file as a kubetrade journal
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry migrates the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -108,10 +108,53 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE equity ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE prices ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
     """,
+    # v6: the paper venue's state (session/venue.py), until then a file of its own beside
+    # the journal (imported by migrate.py), so an order bar needs one transaction, not two.
+    """
+    CREATE TABLE venue_account (
+        key TEXT PRIMARY KEY,
+        value REAL NOT NULL,
+        crc INTEGER NOT NULL
+    );
+    CREATE TABLE venue_positions (
+        symbol TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        crc INTEGER NOT NULL
+    );
+    CREATE TABLE venue_resting (
+        client_order_id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        reserved REAL NOT NULL,
+        crc INTEGER NOT NULL
+    );
+    CREATE TABLE venue_known (
+        client_order_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        crc INTEGER NOT NULL
+    );
+    CREATE TABLE venue_fills (
+        fill_id TEXT PRIMARY KEY,
+        client_order_id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        crc INTEGER NOT NULL
+    );
+    CREATE TABLE venue_bars (
+        symbol TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        crc INTEGER NOT NULL
+    );
+    """,
 )
 
 # Every table of the current schema, in the order they are checked.
-TABLES = ("session", "orders", "fills", "cursor", "cache", "marks", "logs", "equity", "prices")
+TABLES = (
+    "session", "orders", "fills", "cursor", "cache", "marks", "logs", "equity", "prices",
+    "venue_account", "venue_positions", "venue_resting", "venue_known", "venue_fills",
+    "venue_bars",
+)  # fmt: skip
 
 
 def statements(script: str) -> list[str]:

@@ -21,8 +21,10 @@ from typing import TypeVar
 
 from kubetrade.runner.domain import Fill, Mark, Order
 from kubetrade.runner.session import records as rec
+from kubetrade.runner.session import venue
 from kubetrade.runner.session.records import RecordError, Table, Value
 from kubetrade.runner.session.schema import APPLICATION_ID, SCHEMA_VERSION
+from kubetrade.runner.session.venue import VenueState
 
 T = TypeVar("T")
 
@@ -30,11 +32,11 @@ T = TypeVar("T")
 COUNTED = ("orders", "fills", "marks", "logs")
 # Columns added after version 1, and what an older row holds in their place.
 _ADDED = {"brackets": "'{}'", "parent_id": "''", "fee_base": "0.0", "cancel": "0"}
-_SINCE = {"equity": 2, "prices": 2}  # tables added after version 1, and since when
+# Tables added after version 1, and since when.
+_SINCE = {"equity": 2, "prices": 2, **{t.name: 6 for t in rec.VENUE_TABLES}}
 
 MOVE_ASIDE = (
-    "Restore it from a backup, or move the whole state directory aside (the paper venue "
-    "beside the journal too) to start the session afresh"
+    "Restore it from a backup, or move the whole state directory aside to start the session afresh"
 )
 
 
@@ -62,6 +64,7 @@ class Snapshot:
     last_equity_time: int | None = None
     counts: dict[str, int] = field(default_factory=dict)  # rows of the COUNTED tables
     last_seq: dict[str, int] = field(default_factory=dict)  # the COUNTED tables' last seq
+    venue: VenueState = field(default_factory=VenueState)  # the paper venue's (venue.py)
 
     @property
     def epoch(self) -> int:
@@ -152,6 +155,7 @@ def _read(
             snap.equity.append((int(time), float(equity), float(cash)))
     for symbol, time, close in rows(rec.PRICES, _same):
         snap.prices[str(symbol)] = (int(time), float(close))
+    snap.venue = venue.decode(rows)
     snap.counts = {
         "orders": len(snap.orders), "fills": len(snap.fills), "marks": len(snap.marks),
         "logs": logs,

@@ -74,8 +74,7 @@ def start(
 
 
 def journal_rows(state: Path) -> dict[str, list[tuple[object, ...]]]:
-    db = sqlite3.connect(state / "journal.db")
-    venue = sqlite3.connect(state / "paper-venue.db")
+    db = sqlite3.connect(state / "journal.db")  # the paper venue's tables are in it too
     try:
         return {
             "orders": db.execute(
@@ -94,16 +93,16 @@ def journal_rows(state: Path) -> dict[str, list[tuple[object, ...]]]:
                 "SELECT time, level, message, fields FROM logs ORDER BY seq"
             ).fetchall(),
             "risk": db.execute("SELECT value FROM session WHERE key='risk'").fetchall(),
-            "venue_account": venue.execute(
-                "SELECT key, round(value, 6) FROM account WHERE key != 'fill_seq' ORDER BY key"
+            "venue_account": db.execute(
+                "SELECT key, round(value, 6) FROM venue_account WHERE key != 'fill_seq' "
+                "ORDER BY key"
             ).fetchall(),
-            "venue_positions": venue.execute(
-                "SELECT body FROM positions ORDER BY symbol"
+            "venue_positions": db.execute(
+                "SELECT body FROM venue_positions ORDER BY symbol"
             ).fetchall(),
         }
     finally:
         db.close()
-        venue.close()
 
 
 def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
@@ -144,11 +143,12 @@ def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path
     assert journal_rows(crashed) == expected
     assert len(expected["equity"]) == BARS  # a point for every bar
     db = sqlite3.connect(crashed / "journal.db")
-    venue = sqlite3.connect(crashed / "paper-venue.db")
     ids = [row[0] for row in db.execute("SELECT client_order_id FROM orders")]
     assert len(ids) == len(set(ids))
     # The venue saw each order once: one record per client id, fills matching the journal's.
-    venue_fills = venue.execute("SELECT client_order_id, count(*) FROM fills GROUP BY 1").fetchall()
+    venue_fills = db.execute(
+        "SELECT client_order_id, count(*) FROM venue_fills GROUP BY 1"
+    ).fetchall()
     assert all(count == 1 for _, count in venue_fills)
     assert len(venue_fills) == len(expected["fills"])
     epochs = {cid.split("-")[1] for cid in ids}

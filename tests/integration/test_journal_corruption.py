@@ -3,8 +3,9 @@
 A real `kubetrade run` writes a journal with rows in every table (the apicheck
 strategy places and cancels orders, fills, caches, marks and logs). Then, in a
 copy each time, one thing is damaged: a single bit inside one row of each
-table, the file cut short, emptied, removed beside the paper venue, replaced by
-a foreign file; or the paper venue damaged. Each start must exit 2 with one
+table (the paper venue's too: they are in the journal), the file cut short,
+emptied, replaced by a foreign file (a venue file older runners kept beside it:
+test_legacy_venue.py). Each start must exit 2 with one
 line naming the damaged file and what is wrong, and leave every file in the
 directory byte for byte as it was, and `kubetrade report` must refuse it too.
 Runs through the CLI only, so it can be pointed at any kubetrade.
@@ -27,7 +28,11 @@ from test_cli import run
 
 APICHECK_WASM = ROOT / "strategies" / "testdata" / "apicheck" / "apicheck.wasm"
 MINUTE = 60_000
-TABLES = ("session", "orders", "fills", "cursor", "cache", "marks", "logs", "equity", "prices")
+TABLES = (
+    "session", "orders", "fills", "cursor", "cache", "marks", "logs", "equity", "prices",
+    # the paper venue's (its resting orders are all gone by the end: no row to damage)
+    "venue_account", "venue_positions", "venue_known", "venue_fills", "venue_bars",
+)  # fmt: skip
 
 
 def bars(symbol: str, base: float, swing: float, count: int = 45) -> list[str]:
@@ -187,24 +192,6 @@ def test_a_truncated_journal_is_refused(
     assert_refused(state, SESSION(original), str(state / "journal.db"))
 
 
-def test_an_empty_journal_beside_a_paper_venue_is_refused(original: Path, tmp_path: Path) -> None:
-    # Taken for a new session, it would reuse epoch 1: every order a duplicate at the venue.
-    state = copy(original, tmp_path)
-    (state / "journal.db").write_bytes(b"")
-    said = assert_refused(state, SESSION(original), str(state / "journal.db"), "empty")
-    assert str(state / "paper-venue.db") in said
-
-
-def test_a_missing_journal_beside_a_paper_venue_is_refused(original: Path, tmp_path: Path) -> None:
-    state = copy(original, tmp_path)
-    (state / "journal.db").unlink()
-    before = files(state)
-    result = run("run", "--no-http", "--quiet", "--state-dir", state, SESSION(original))
-    assert result.returncode == 2, result.stderr
-    assert str(state / "journal.db") in result.stderr and "paper-venue.db" in result.stderr
-    assert files(state) == before
-
-
 def test_an_empty_journal_alone_is_a_new_session(original: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
@@ -241,29 +228,6 @@ def test_a_foreign_file_in_place_of_the_journal_is_refused(
     state = copy(original, tmp_path)
     damage(state / "journal.db")
     assert_refused(state, SESSION(original), str(state / "journal.db"), says)
-
-
-# -- the paper venue beside it ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda v: v.write_text("not a venue\n" * 500),
-        cut(lambda n: n // 2),
-    ],
-    ids=["foreign", "truncated"],
-)
-def test_a_damaged_paper_venue_is_refused_before_the_journal_is_touched(
-    original: Path, tmp_path: Path, damage: Callable[[Path], None]
-) -> None:
-    state = copy(original, tmp_path)
-    damage(state / "paper-venue.db")
-    before = files(state)
-    result = run("run", "--no-http", "--quiet", "--state-dir", state, SESSION(original))
-    assert result.returncode == 2, result.stderr
-    assert str(state / "paper-venue.db") in result.stderr and "Traceback" not in result.stderr
-    assert files(state) == before  # the journal's epoch was not bumped either
 
 
 def test_the_undamaged_copy_still_resumes(original: Path, tmp_path: Path) -> None:

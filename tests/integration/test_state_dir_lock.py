@@ -196,7 +196,7 @@ def test_kill_nine_frees_the_directory_and_the_next_runner_resumes(tmp_path: Pat
     assert len(ids) == len(set(ids))
     assert {cid.split("-")[1] for cid in ids} == {"1", "2"}
     venue_fills = query(
-        state / "paper-venue.db", "SELECT client_order_id, count(*) FROM fills GROUP BY 1"
+        state / "journal.db", "SELECT client_order_id, count(*) FROM venue_fills GROUP BY 1"
     )
     assert all(count == 1 for _, count in venue_fills), "the venue filled an order twice"
     assert len(venue_fills) == len(expected["fills"])
@@ -206,8 +206,8 @@ def test_a_stale_runner_sends_nothing_once_a_newer_epoch_took_the_journal(
     tmp_path: Path,
 ) -> None:
     # A pod on another node: the flock does not reach it, so it is simulated by opening
-    # the journal (a new epoch) and the venue from this process, past the lock.
-    from kubetrade.runner.brokers.paper_store import PaperStore
+    # the journal (a new epoch, the paper venue's tables in it) from this process, past
+    # the lock.
     from kubetrade.runner.session import Journal
 
     session_file = paced_session(tmp_path)
@@ -217,10 +217,9 @@ def test_a_stale_runner_sends_nothing_once_a_newer_epoch_took_the_journal(
         wait_for(lambda: journaled_orders(state) >= 2, "placing orders", stale)
         successor = Journal.open(state / "journal.db", session="crash-test")
         assert successor.epoch == 2
-        venue = PaperStore(state / "paper-venue.db", epoch=successor.epoch)
         journal_then = query(state / "journal.db", "SELECT * FROM orders ORDER BY seq")
-        venue_then = query(state / "paper-venue.db", "SELECT * FROM known ORDER BY 1")
-        fills_then = query(state / "paper-venue.db", "SELECT * FROM fills ORDER BY 1")
+        venue_then = query(state / "journal.db", "SELECT * FROM venue_known ORDER BY 1")
+        fills_then = query(state / "journal.db", "SELECT * FROM venue_fills ORDER BY 1")
         _, err = stale.communicate(timeout=60)  # it stops by itself, at its next step
     finally:
         if stale.poll() is None:
@@ -232,11 +231,10 @@ def test_a_stale_runner_sends_nothing_once_a_newer_epoch_took_the_journal(
     assert "epoch 2" in lines[0] and "epoch 1" in lines[0], lines[0]
     # Nothing reached the venue or the journal after the takeover.
     assert query(state / "journal.db", "SELECT * FROM orders ORDER BY seq") == journal_then
-    assert query(state / "paper-venue.db", "SELECT * FROM known ORDER BY 1") == venue_then
-    assert query(state / "paper-venue.db", "SELECT * FROM fills ORDER BY 1") == fills_then
+    assert query(state / "journal.db", "SELECT * FROM venue_known ORDER BY 1") == venue_then
+    assert query(state / "journal.db", "SELECT * FROM venue_fills ORDER BY 1") == fills_then
     journaled = {cid for (cid, *_) in journal_then}
     assert {cid for (cid, *_) in venue_then} <= journaled  # the successor knows every order
-    venue.close()
     successor.close()
 
 

@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 
 from kubetrade.runner.brokers.paper import PaperBroker
-from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import Bar, Order, OrderType, Side
-from kubetrade.runner.session import Journal, JournalError, JournalReader, Session
+from kubetrade.runner.session import (
+    Journal,
+    JournalError,
+    JournalReader,
+    Session,
+    paper_venue_store,
+)
 from kubetrade.runner.session.fencing import Fenced
 from kubetrade.runner.session.orders import OrderRouter
 from kubetrade.runner.session.risk import RiskGate, RiskLimits
@@ -85,14 +90,18 @@ def test_runners_creating_one_journal_at_once_all_open_it(tmp_path: Path) -> Non
 
 
 async def test_a_stale_paper_venue_client_is_refused_and_changes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "paper-venue.db"
-    stale = PaperBroker(initial_cash=10_000, store=PaperStore(path, epoch=1))
+    path = tmp_path / "journal.db"
+    stale_journal = Journal.open(path, session="s")
+    stale = PaperBroker(initial_cash=10_000, store=paper_venue_store(stale_journal))
     await stale.on_bar(bar(0))
     await stale.submit(order("kt-1-1"))
     resting = Order("kt-1-2", "BTC", Side.BUY, OrderType.LIMIT, 1.0, 90.0, T0, "s")
     await stale.submit(resting)
-    newer = PaperBroker(initial_cash=10_000, store=PaperStore(path, epoch=2))
+    assert stale_journal.commit_records()  # as the session commits after sending
+    newer_journal = Journal.open(path, session="s")
+    newer = PaperBroker(initial_cash=10_000, store=paper_venue_store(newer_journal))
     assert newer.ledger.quantity("BTC") == 1.0  # read back after taking the venue over
+    assert set(newer.resting) == {"kt-1-2"}
     before = tables(path)
     steps: list[Callable[[], Awaitable[object]]] = [
         lambda: stale.submit(order("kt-1-3")),
@@ -100,12 +109,15 @@ async def test_a_stale_paper_venue_client_is_refused_and_changes_nothing(tmp_pat
         lambda: stale.on_bar(bar(1, close=80.0)),  # would fill the resting limit
     ]
     for step in steps:
-        with pytest.raises(Fenced, match=r"paper venue .* epoch 2 .* epoch 1"):
+        with pytest.raises(Fenced, match=r"journal .* epoch 2 .* epoch 1"):
             await step()
+    assert not stale_journal.commit_records()  # the refused steps left nothing to write
     assert tables(path) == before
     await newer.on_bar(bar(1, close=80.0))  # the venue's owner goes on
-    await stale.close()
-    await newer.close()
+    assert newer_journal.commit_records()
+    assert newer.ledger.quantity("BTC") == 2.0
+    stale_journal.close()
+    newer_journal.close()
 
 
 async def test_an_unsent_order_is_not_resent_by_a_stale_runner(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import DurableVenue
 
 from kubetrade.runner.brokers.base import OrderUpdate
 from kubetrade.runner.brokers.paper import FeeModel, PaperBroker
-from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import Bar, Bracket, Fill, Order, OrderStatus, OrderType, Side
 
 T0 = 1_700_000_000_000
@@ -181,12 +181,13 @@ async def test_stop_loss_fills_at_the_stop_or_the_gap_and_wins_a_tie() -> None:
 
 
 async def test_brackets_survive_a_restart_of_a_durable_venue(tmp_path: Path) -> None:
-    store_path = tmp_path / "venue.db"
-    broker = PaperBroker(initial_cash=10_000, store=PaperStore(store_path))
+    first = DurableVenue(tmp_path / "journal.db", initial_cash=10_000)
+    broker = first.broker
     await broker.on_bar(bar(0, 100, 100, 100, 100))
     await broker.submit(bracketed("e", 2, tp=110, sl=95))
-    await broker.close()
-    again = PaperBroker(initial_cash=10_000, store=PaperStore(store_path))
+    first.close()
+    second = DurableVenue(tmp_path / "journal.db", initial_cash=10_000)
+    again = second.broker
     assert set(again.resting) == {"e-tp", "e-sl"}
     assert again.resting["e-tp"].order.parent_id == "e"
     [tp_fill, _] = await again.on_bar(bar(1, 105, 112, 104, 111))
@@ -195,4 +196,8 @@ async def test_brackets_survive_a_restart_of_a_durable_venue(tmp_path: Path) -> 
     assert looked_up is not None
     status = looked_up[0]
     assert isinstance(status, OrderUpdate) and status.status is OrderStatus.FILLED
-    await again.close()
+    second.close()
+    third = DurableVenue(tmp_path / "journal.db", initial_cash=10_000)
+    assert third.broker.resting == {}  # the filled exit and its cancelled sibling: gone
+    assert third.broker.ledger.quantity("BTC") == 0
+    third.close()

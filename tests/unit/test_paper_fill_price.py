@@ -11,12 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import SMA_WASM, T0, write_bars
+from helpers import SMA_WASM, T0, DurableVenue, write_bars
 
 from kubetrade.runner import events as ev
 from kubetrade.runner.brokers.base import OrderUpdate
 from kubetrade.runner.brokers.paper import FeeModel, PaperBroker
-from kubetrade.runner.brokers.paper_store import PaperStore
 from kubetrade.runner.domain import Bar, Fill, Order, OrderStatus, OrderType, Side
 from kubetrade.runner.engine import Engine
 from kubetrade.runner.spec import PaperConfig
@@ -89,17 +88,15 @@ async def test_next_open_fails_a_buy_the_open_made_too_dear() -> None:
 async def test_next_open_limit_orders_wait_too(tmp_path: Path) -> None:
     # Marketable at the close, but under nextOpen it is matched against the next bar:
     # that bar opened below the limit, so it fills at the open. Durable across a restart.
-    store = PaperStore(tmp_path / "paper.db", epoch=1)
-    broker = PaperBroker(initial_cash=10_000, fill_price="nextOpen", store=store)
+    first = DurableVenue(tmp_path / "journal.db", initial_cash=10_000, fill_price="nextOpen")
+    broker = first.broker
     await broker.on_bar(bar(0, 95, 110, 92, 104))
     assert await broker.submit(order("a", Side.BUY, 1, OrderType.LIMIT, 105)) == []
-    await broker.close()
-    again = PaperBroker(
-        initial_cash=10_000, fill_price="nextOpen", store=PaperStore(tmp_path / "paper.db", epoch=2)
-    )
-    [fill] = await again.on_bar(bar(1, 103, 106, 101, 105))
+    first.close()
+    second = DurableVenue(tmp_path / "journal.db", initial_cash=10_000, fill_price="nextOpen")
+    [fill] = await second.broker.on_bar(bar(1, 103, 106, 101, 105))
     assert isinstance(fill, Fill) and fill.price == 103
-    await again.close()
+    second.close()
 
 
 def test_the_default_is_close() -> None:
