@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +51,28 @@ class DurableVenue:
     def close(self) -> None:
         self.journal.commit_records()
         self.journal.close()
+
+
+def venue_fill_counts(journal: Path) -> dict[str, int]:
+    """How many fills the paper venue in `journal` recorded per order it filled."""
+    with closing(sqlite3.connect(journal)) as db:
+        rows = db.execute("SELECT client_order_id, fills FROM venue_orders").fetchall()
+    return {cid: len(json.loads(fills)) for cid, fills in rows if fills != "[]"}
+
+
+def venue_account(db: sqlite3.Connection) -> dict[str, Any]:
+    """The paper venue's account and positions as its journal tables hold them (figures
+    rounded to 6 places; not its fill counter)."""
+    account = json.loads(
+        db.execute("SELECT body FROM venue_state WHERE key='account'").fetchone()[0]
+    )
+    positions = [
+        json.loads(body)
+        for (body,) in db.execute(
+            "SELECT body FROM venue_state WHERE key LIKE 'position/%' ORDER BY key"
+        )
+    ]
+    return {
+        "account": {k: round(v, 6) for k, v in account.items() if k != "fill_seq"},
+        "positions": positions,
+    }

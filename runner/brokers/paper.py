@@ -244,10 +244,11 @@ class PaperBroker(Broker):
     def _status(
         self, order: Order, status: OrderStatus, time: int, reason: str = "", message: str = ""
     ) -> OrderUpdate:
-        update = OrderUpdate(order.client_order_id, status, time, reason, message)
-        self.known[order.client_order_id] = update
+        cid = order.client_order_id
+        update = OrderUpdate(cid, status, time, reason, message)
+        self.known[cid] = update
         if self.store is not None:
-            self.store.known(order.client_order_id, status, time, reason, message)
+            self.store.order(cid, status, time, reason, message, self.fills_of.get(cid, ()))
         return update
 
     @contextlib.contextmanager
@@ -432,9 +433,7 @@ class PaperBroker(Broker):
             fills.append(fill)
             filled = sum(f.quantity for f in fills)
         status = OrderStatus.FILLED if filled >= order.quantity else OrderStatus.PENDING
-        self._status(order, status, time)
-        if self.store is not None:
-            self.store.fill(fill)
+        self._status(order, status, time)  # with its fills, this one's included
         if status is OrderStatus.FILLED and (order.take_profit or order.stop_loss):
             # The entry is in: its take-profit and stop-loss now rest at the venue.
             for child in bracket_children(order):

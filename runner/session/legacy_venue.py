@@ -64,8 +64,12 @@ def _read(db: sqlite3.Connection) -> VenueState:
         (order_from(b), float(r))
         for b, r in db.execute("SELECT body, reserved FROM resting ORDER BY rowid")
     ]
-    rows = db.execute("SELECT client_order_id, status, reason, message, time FROM known")
+    rows = db.execute(
+        "SELECT client_order_id, status, reason, message, time FROM known ORDER BY rowid"
+    )
     state.known = {str(cid): (OrderStatus(s), str(r), str(m), int(t)) for cid, s, r, m, t in rows}
+    # The journal numbers the venue's orders in the order it first saw them (venue.py).
+    state.order_seqs = {cid: seq for seq, cid in enumerate(state.known, start=1)}
     state.fills = [fill_from(b) for (b,) in db.execute("SELECT body FROM fills ORDER BY rowid")]
     state.bars = [bar_from(b) for (b,) in db.execute("SELECT body FROM last_bar")]
     return state

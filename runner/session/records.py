@@ -38,7 +38,9 @@ class Table:
     name: str
     columns: tuple[str, ...]  # the data columns, in row order; `crc` follows them
     kinds: str  # per column: t text, i integer, r real
-    key: int  # the column that names a row in messages
+    key: int  # the column that names a row in messages (and its upserts replace by)
+    rowid: bool = True  # False: a WITHOUT ROWID table, read in its key's order
+    primary: int | None = None  # the primary key's column, if not `key`
 
     @property
     def seed(self) -> int:
@@ -46,7 +48,11 @@ class Table:
 
     @property
     def select_sql(self) -> str:
-        return f"SELECT rowid, {', '.join(self.columns)}, crc FROM {self.name} ORDER BY rowid"
+        columns = ", ".join(self.columns)
+        if not self.rowid:
+            key = self.columns[self.key]
+            return f"SELECT NULL, {columns}, crc FROM {self.name} ORDER BY {key}"
+        return f"SELECT rowid, {columns}, crc FROM {self.name} ORDER BY rowid"
 
 
 SESSION = Table("session", ("key", "value"), "tt", 0)
@@ -60,6 +66,7 @@ ORDERS = Table(
     ),
     "titttrritttttti" "rrritti",
     0,
+    primary=1,  # seq (schema 6): rows append, where a text key would land anywhere
 )  # fmt: skip
 FILLS = Table(
     "fills",
@@ -75,18 +82,14 @@ LOGS = Table("logs", ("seq", "time", "level", "message", "fields"), "iittt", 0)
 EQUITY = Table("equity", ("time", "equity", "cash"), "irr", 0)
 PRICES = Table("prices", ("symbol", "time", "close"), "tir", 0)
 
-# The paper venue's state (session/venue.py): bodies are JSON objects of a domain value.
-VENUE_ACCOUNT = Table("venue_account", ("key", "value"), "tr", 0)
-VENUE_POSITIONS = Table("venue_positions", ("symbol", "body"), "tt", 0)
-VENUE_RESTING = Table("venue_resting", ("client_order_id", "body", "reserved"), "ttr", 0)
-VENUE_KNOWN = Table(
-    "venue_known", ("client_order_id", "status", "reason", "message", "time"), "tttti", 0
-)
-VENUE_FILLS = Table("venue_fills", ("fill_id", "client_order_id", "body"), "ttt", 0)
-VENUE_BARS = Table("venue_bars", ("symbol", "body"), "tt", 0)
-VENUE_TABLES = (
-    VENUE_ACCOUNT, VENUE_POSITIONS, VENUE_RESTING, VENUE_KNOWN, VENUE_FILLS, VENUE_BARS
+# The paper venue's state (session/venue.py): bodies are JSON objects of domain values.
+VENUE_STATE = Table("venue_state", ("key", "body"), "tt", 0, rowid=False)
+VENUE_ORDERS = Table(
+    "venue_orders", ("seq", "client_order_id", "status", "reason", "message", "time", "fills"),
+    "ittttit", 0,
 )  # fmt: skip
+VENUE_RESTING = Table("venue_resting", ("client_order_id", "body", "reserved"), "ttr", 0)
+VENUE_TABLES = (VENUE_STATE, VENUE_ORDERS, VENUE_RESTING)
 
 TABLES = (SESSION, ORDERS, FILLS, CURSOR, CACHE, MARKS, LOGS, EQUITY, PRICES, *VENUE_TABLES)
 _SEEDS = {table.name: table.seed for table in TABLES}
@@ -95,10 +98,11 @@ _SEEDS = {table.name: table.seed for table in TABLES}
 def upsert_sql(table: Table) -> str:
     """Insert a row, or replace every column of the row with the same key."""
     names = (*table.columns, "crc")
-    updates = ", ".join(f"{n}=excluded.{n}" for i, n in enumerate(names) if i != table.key)
+    primary = table.key if table.primary is None else table.primary
+    updates = ", ".join(f"{n}=excluded.{n}" for i, n in enumerate(names) if i != primary)
     return (
         f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-        f"ON CONFLICT({table.columns[table.key]}) DO UPDATE SET {updates}"
+        f"ON CONFLICT({table.columns[primary]}) DO UPDATE SET {updates}"
     )
 
 
@@ -206,7 +210,7 @@ def name_of(table: Table, row: Sequence[object]) -> str:
     key = row[1 + table.key]
     if isinstance(key, str | int) and not isinstance(key, bool):
         return f"the row with {table.columns[table.key]} {repr(key)[:60]}"
-    return f"the row at rowid {row[0]}"
+    return f"the row at rowid {row[0]}" if row[0] is not None else "a row with an unreadable key"
 
 
 # -- domain values <-> rows ----------------------------------------------------------------

@@ -109,16 +109,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE prices ADD COLUMN crc INTEGER NOT NULL DEFAULT 0;
     """,
     # v6: the paper venue's state (session/venue.py), until then a file of its own beside
-    # the journal (imported by migrate.py), so an order bar needs one transaction, not two.
+    # the journal (imported by migrate.py), so an order bar needs one transaction, not two;
+    # logs and marks without AUTOINCREMENT (their seq is given; the sqlite_sequence row
+    # it kept up to date was one more page written by every commit with a log line); and
+    # orders and fills keyed by their seq, not by their text ids, whose indexes were two
+    # more pages per order (the ids stay unique: the writer makes them so, verify.py checks).
     """
-    CREATE TABLE venue_account (
+    CREATE TABLE venue_state (
         key TEXT PRIMARY KEY,
-        value REAL NOT NULL,
-        crc INTEGER NOT NULL
-    );
-    CREATE TABLE venue_positions (
-        symbol TEXT PRIMARY KEY,
         body TEXT NOT NULL,
+        crc INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE venue_orders (
+        seq INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        message TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        fills TEXT NOT NULL,
         crc INTEGER NOT NULL
     );
     CREATE TABLE venue_resting (
@@ -127,33 +136,89 @@ MIGRATIONS: tuple[str, ...] = (
         reserved REAL NOT NULL,
         crc INTEGER NOT NULL
     );
-    CREATE TABLE venue_known (
-        client_order_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
+    CREATE TABLE logs_v6 (
+        seq INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        crc INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO logs_v6 SELECT seq, time, level, message, fields, crc FROM logs;
+    DROP TABLE logs;
+    ALTER TABLE logs_v6 RENAME TO logs;
+    CREATE TABLE marks_v6 (
+        seq INTEGER PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        crc INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO marks_v6 SELECT seq, symbol, time, body, crc FROM marks;
+    DROP TABLE marks;
+    ALTER TABLE marks_v6 RENAME TO marks;
+    CREATE TABLE orders_v6 (
+        seq INTEGER PRIMARY KEY,
+        client_order_id TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        order_type TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        price REAL NOT NULL,
+        time INTEGER NOT NULL,
+        strategy_name TEXT NOT NULL,
         reason TEXT NOT NULL,
         message TEXT NOT NULL,
-        time INTEGER NOT NULL,
-        crc INTEGER NOT NULL
+        strategy_order_id TEXT NOT NULL,
+        position_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        sent INTEGER NOT NULL DEFAULT 0,
+        filled_quantity REAL NOT NULL,
+        average_price REAL NOT NULL,
+        fee REAL NOT NULL,
+        updated INTEGER NOT NULL,
+        brackets TEXT NOT NULL DEFAULT '{}',
+        parent_id TEXT NOT NULL DEFAULT '',
+        cancel INTEGER NOT NULL DEFAULT 0,
+        crc INTEGER NOT NULL DEFAULT 0
     );
-    CREATE TABLE venue_fills (
-        fill_id TEXT PRIMARY KEY,
+    INSERT INTO orders_v6 (seq, client_order_id, symbol, side, order_type, quantity, price,
+        time, strategy_name, reason, message, strategy_order_id, position_type, status, sent,
+        filled_quantity, average_price, fee, updated, brackets, parent_id, cancel, crc)
+    SELECT seq, client_order_id, symbol, side, order_type, quantity, price, time,
+        strategy_name, reason, message, strategy_order_id, position_type, status, sent,
+        filled_quantity, average_price, fee, updated, brackets, parent_id, cancel, crc
+    FROM orders ORDER BY seq;
+    DROP TABLE orders;
+    ALTER TABLE orders_v6 RENAME TO orders;
+    CREATE TABLE fills_v6 (
+        seq INTEGER PRIMARY KEY,
+        fill_id TEXT NOT NULL,
         client_order_id TEXT NOT NULL,
-        body TEXT NOT NULL,
-        crc INTEGER NOT NULL
+        symbol TEXT NOT NULL,
+        side TEXT NOT NULL,
+        quantity REAL NOT NULL,
+        price REAL NOT NULL,
+        fee REAL NOT NULL,
+        time INTEGER NOT NULL,
+        realized_pnl REAL NOT NULL,
+        fee_base REAL NOT NULL DEFAULT 0,
+        crc INTEGER NOT NULL DEFAULT 0
     );
-    CREATE TABLE venue_bars (
-        symbol TEXT PRIMARY KEY,
-        body TEXT NOT NULL,
-        crc INTEGER NOT NULL
-    );
+    INSERT INTO fills_v6 (seq, fill_id, client_order_id, symbol, side, quantity, price, fee,
+        time, realized_pnl, fee_base, crc)
+    SELECT seq, fill_id, client_order_id, symbol, side, quantity, price, fee, time,
+        realized_pnl, fee_base, crc
+    FROM fills ORDER BY seq;
+    DROP TABLE fills;
+    ALTER TABLE fills_v6 RENAME TO fills;
     """,
 )
 
 # Every table of the current schema, in the order they are checked.
 TABLES = (
     "session", "orders", "fills", "cursor", "cache", "marks", "logs", "equity", "prices",
-    "venue_account", "venue_positions", "venue_resting", "venue_known", "venue_fills",
-    "venue_bars",
+    "venue_state", "venue_orders", "venue_resting",
 )  # fmt: skip
 
 

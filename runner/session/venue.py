@@ -15,12 +15,21 @@ tables besides the journal's migration), held in memory like the session's
 records and written by the journal's next commit (`VenueRows.write`). Every row
 carries a checksum like every journal row; `decode` turns checked rows back
 into the venue's state when the journal is opened, before anything is written.
+
+Three tables, laid out so an order bar touches few pages (each page a commit
+changes is written to the WAL and synced): `venue_state` holds the account,
+each position and each symbol's last bar, one row per key (a WITHOUT ROWID
+table: one B-tree, where a table with a text key has two); `venue_orders` one
+row per order the venue has seen, its status and its fills, numbered in the
+order the venue first saw them (so a new order is appended to the last page,
+where a text key would land anywhere in an index); `venue_resting` the orders
+waiting at the venue, in the order they arrived.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -107,10 +116,7 @@ class VenueState:
     known: dict[str, tuple[OrderStatus, str, str, int]] = field(default_factory=dict)
     fills: list[Fill] = field(default_factory=list)
     bars: list[Bar] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.account or self.known or self.bars)
+    order_seqs: dict[str, int] = field(default_factory=dict)  # venue_orders' numbering
 
 
 class RowSource(Protocol):
@@ -122,20 +128,46 @@ class RowSource(Protocol):
     ) -> Iterator[T]: ...
 
 
+# venue_state's keys: the account, and per symbol its position and last bar.
+ACCOUNT = "account"
+_POSITION = "position/"
+_BAR = "bar/"
+
+
 def decode(rows: RowSource) -> VenueState:
     """The venue's state from its tables' rows."""
     state = VenueState()
-    state.account = dict(rows(rec.VENUE_ACCOUNT, lambda v: (str(v[0]), float(v[1]))))
-    state.positions = list(rows(rec.VENUE_POSITIONS, lambda v: position_from(str(v[1]))))
+    for key, text in rows(rec.VENUE_STATE, lambda v: (str(v[0]), str(v[1]))):
+        if key == ACCOUNT:
+            state.account = {str(k): float(v) for k, v in json.loads(text).items()}
+        elif key.startswith(_POSITION):
+            state.positions.append(position_from(text))
+        elif key.startswith(_BAR):
+            state.bars.append(bar_from(text))
+        else:
+            raise ValueError(f"unknown key {key[:40]!r}")
+    for seq, cid, known, fills in rows(rec.VENUE_ORDERS, _order_row):
+        if cid in state.order_seqs:
+            raise ValueError(f"order {cid[:40]!r} is recorded twice")
+        state.order_seqs[cid] = seq
+        state.known[cid] = known
+        state.fills.extend(fills)
     state.resting = list(rows(rec.VENUE_RESTING, lambda v: (order_from(str(v[1])), float(v[2]))))
-    state.known = dict(rows(rec.VENUE_KNOWN, _known))
-    state.fills = list(rows(rec.VENUE_FILLS, lambda v: fill_from(str(v[2]))))
-    state.bars = list(rows(rec.VENUE_BARS, lambda v: bar_from(str(v[1]))))
     return state
 
 
-def _known(v: tuple[rec.Value, ...]) -> tuple[str, tuple[OrderStatus, str, str, int]]:
-    return str(v[0]), (OrderStatus(str(v[1])), str(v[2]), str(v[3]), int(v[4]))
+def _order_row(
+    v: tuple[rec.Value, ...],
+) -> tuple[int, str, tuple[OrderStatus, str, str, int], list[Fill]]:
+    fills = [_fill_of(body) for body in json.loads(str(v[6]))]
+    known = (OrderStatus(str(v[2])), str(v[3]), str(v[4]), int(v[5]))
+    return int(v[0]), str(v[1]), known, fills
+
+
+def _fill_of(values: dict[str, Any]) -> Fill:
+    values = dict(values)
+    values["side"] = Side(values["side"])
+    return Fill(**values)
 
 
 # -- what the venue recorded since the journal's last commit -------------------------------
@@ -145,86 +177,84 @@ def _known(v: tuple[rec.Value, ...]) -> tuple[str, tuple[OrderStatus, str, str, 
 class VenueRows:
     """The venue's changes since the last commit, coalesced by key (the journal's)."""
 
-    account: dict[str, float] = field(default_factory=dict)
-    positions: dict[str, str] = field(default_factory=dict)
+    state: dict[str, str] = field(default_factory=dict)  # venue_state: key -> body
+    # venue_orders, by client order id: seq, status, reason, message, time and the order's
+    # fills (the venue's own list: its JSON is made when written)
+    orders: dict[str, tuple[int, str, str, str, int, Sequence[Fill]]] = field(default_factory=dict)
     resting: dict[str, tuple[str, float] | None] = field(default_factory=dict)  # None: gone
-    known: dict[str, tuple[str, str, str, int]] = field(default_factory=dict)
-    fills: dict[str, tuple[str, str]] = field(default_factory=dict)
-    bars: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(
-            self.account or self.positions or self.resting or self.known or self.fills
-            or self.bars
-        )  # fmt: skip
+        return bool(self.state or self.orders or self.resting)
 
     def absorb(self, step: VenueRows) -> None:
         """Take a finished step's changes (later ones replace earlier ones of a key)."""
-        self.account.update(step.account)
-        self.positions.update(step.positions)
+        self.state.update(step.state)
+        self.orders.update(step.orders)
         for cid, resting in step.resting.items():
             if resting is None and self.resting.get(cid) is not None:
                 del self.resting[cid]  # rested and gone again before any commit
                 continue
             self.resting[cid] = resting
-        self.known.update(step.known)
-        self.fills.update(step.fills)
-        self.bars.update(step.bars)
 
     def write(self, db: sqlite3.Connection) -> None:
         """Write them inside the journal's open transaction."""
         seal = rec.seal
-        if self.account:
-            db.executemany(_UPSERT[rec.VENUE_ACCOUNT], [
-                seal(rec.VENUE_ACCOUNT, (k, rec.real(v))) for k, v in self.account.items()
+        if self.state:
+            db.executemany(_UPSERT_STATE, [
+                seal(rec.VENUE_STATE, item) for item in self.state.items()
             ])  # fmt: skip
-        if self.positions:
-            db.executemany(_UPSERT[rec.VENUE_POSITIONS], [
-                seal(rec.VENUE_POSITIONS, item) for item in self.positions.items()
+        if self.orders:
+            db.executemany(_UPSERT_ORDERS, [
+                seal(rec.VENUE_ORDERS, (seq, cid, *row, _fills_text(fills)))
+                for cid, (seq, *row, fills) in self.orders.items()
             ])  # fmt: skip
         if self.resting:
             gone = [(cid,) for cid, r in self.resting.items() if r is None]
             if gone:
                 db.executemany("DELETE FROM venue_resting WHERE client_order_id=?", gone)
-            db.executemany(_UPSERT[rec.VENUE_RESTING], [
+            db.executemany(_UPSERT_RESTING, [
                 seal(rec.VENUE_RESTING, (cid, text, rec.real(reserved)))
                 for cid, r in self.resting.items() if r is not None
                 for text, reserved in [r]
             ])  # fmt: skip
-        if self.known:
-            db.executemany(_UPSERT[rec.VENUE_KNOWN], [
-                seal(rec.VENUE_KNOWN, (cid, *row)) for cid, row in self.known.items()
-            ])  # fmt: skip
-        if self.fills:
-            # A fill is written once; a restart never makes a venue fill an order again.
-            db.executemany(_INSERT_NEW[rec.VENUE_FILLS], [
-                seal(rec.VENUE_FILLS, (fid, *row)) for fid, row in self.fills.items()
-            ])  # fmt: skip
-        if self.bars:
-            db.executemany(_UPSERT[rec.VENUE_BARS], [
-                seal(rec.VENUE_BARS, item) for item in self.bars.items()
-            ])  # fmt: skip
 
     def clear(self) -> None:
-        for part in (self.account, self.positions, self.resting, self.known, self.fills,
-                     self.bars):  # fmt: skip
-            part.clear()
+        self.state.clear()
+        self.orders.clear()
+        self.resting.clear()
 
 
-_UPSERT = {t: rec.upsert_sql(t) for t in rec.VENUE_TABLES}
-_INSERT_NEW = {t: rec.insert_sql(t).replace("INSERT", "INSERT OR IGNORE", 1) for t in
-               rec.VENUE_TABLES}  # fmt: skip
+_UPSERT_STATE = rec.upsert_sql(rec.VENUE_STATE)
+_UPSERT_ORDERS = rec.upsert_sql(rec.VENUE_ORDERS)
+_UPSERT_RESTING = rec.upsert_sql(rec.VENUE_RESTING)
+
+
+def _fills_text(fills: Sequence[Fill]) -> str:
+    if not fills:
+        return "[]"
+    names, get = _FIELDS[Fill]
+    return json.dumps([dict(zip(names, get(f), strict=True)) for f in fills])
+
+
+def _account_text(values: dict[str, float]) -> str:
+    return json.dumps(values, sort_keys=True)
 
 
 def state_rows(state: VenueState) -> VenueRows:
     """A whole venue state as rows to write (importing a venue kept in a file of its own)."""
     rows = VenueRows()
-    rows.account = dict(state.account)
-    rows.positions = {p.symbol: body(p) for p in state.positions}
+    if state.account:
+        rows.state[ACCOUNT] = _account_text(state.account)
+    rows.state.update({_POSITION + p.symbol: body(p) for p in state.positions})
+    rows.state.update({_BAR + b.symbol: body(b) for b in state.bars})
+    fills: dict[str, list[Fill]] = {}
+    for fill in state.fills:
+        fills.setdefault(fill.client_order_id, []).append(fill)
+    rows.orders = {
+        cid: (state.order_seqs[cid], s.value, r, m, t, fills.get(cid, []))
+        for cid, (s, r, m, t) in state.known.items()
+    }
     rows.resting = {o.client_order_id: (order_body(o), r) for o, r in state.resting}
-    rows.known = {cid: (s.value, r, m, t) for cid, (s, r, m, t) in state.known.items()}
-    rows.fills = {f.fill_id: (f.client_order_id, body(f)) for f in state.fills}
-    rows.bars = {b.symbol: body(b) for b in state.bars}
     return rows
 
 
@@ -249,6 +279,7 @@ class VenueStore:
         self._journal = journal
         self._state: VenueState | None = state
         self._step: VenueRows | None = None
+        self._seqs = dict(state.order_seqs)  # venue_orders' row of each order
 
     # -- a step -----------------------------------------------------------------------
 
@@ -274,26 +305,29 @@ class VenueStore:
         return self._step
 
     def account(self, **values: float) -> None:
-        self._rows.account.update(values)
+        self._rows.state[ACCOUNT] = _account_text(values)
 
     def position(self, position: Position) -> None:
-        self._rows.positions[position.symbol] = body(position)
+        self._rows.state[_POSITION + position.symbol] = body(position)
+
+    def bar(self, bar: Bar) -> None:
+        self._rows.state[_BAR + bar.symbol] = body(bar)
+
+    def order(self, client_order_id: str, status: OrderStatus, time: int, reason: str,
+              message: str, fills: Sequence[Fill]) -> None:  # fmt: skip
+        """An order's status at the venue and its fills so far (the venue's own list)."""
+        seq = self._seqs.get(client_order_id)
+        if seq is None:
+            seq = self._seqs[client_order_id] = len(self._seqs) + 1
+        self._rows.orders[client_order_id] = (
+            seq, status.value, str(reason), str(message), int(time), fills
+        )  # fmt: skip
 
     def rest(self, order: Order, reserved: float) -> None:
         self._rows.resting[order.client_order_id] = (order_body(order), reserved)
 
     def unrest(self, client_order_id: str) -> None:
         self._rows.resting[client_order_id] = None
-
-    def known(self, client_order_id: str, status: OrderStatus, time: int, reason: str = "",
-              message: str = "") -> None:  # fmt: skip
-        self._rows.known[client_order_id] = (status.value, str(reason), str(message), int(time))
-
-    def fill(self, fill: Fill) -> None:
-        self._rows.fills[fill.fill_id] = (fill.client_order_id, body(fill))
-
-    def bar(self, bar: Bar) -> None:
-        self._rows.bars[bar.symbol] = body(bar)
 
     # -- reading back ----------------------------------------------------------------------
 

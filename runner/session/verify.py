@@ -129,6 +129,8 @@ def _read(
         if seq <= last:
             raise _corrupt(path, rec.ORDERS, f"the row with seq {seq}", "is out of order")
         last = seq
+        if order.client_order_id in snap.order_seqs:
+            raise _corrupt(path, rec.ORDERS, f"the row with seq {seq}", "repeats an order id")
         snap.orders.append(order)
         snap.order_seqs[order.client_order_id] = seq
         if not order.status.is_final:
@@ -137,7 +139,11 @@ def _read(
             if cancel:
                 snap.cancelling.add(order.client_order_id)
     snap.last_seq["orders"] = last
+    fill_ids: set[str] = set()
     for fill, seq in rows(rec.FILLS, _fill):
+        if fill.fill_id in fill_ids:
+            raise _corrupt(path, rec.FILLS, f"the row with seq {seq}", "repeats a fill id")
+        fill_ids.add(fill.fill_id)
         snap.fills.append(fill)
         snap.last_seq["fills"] = seq
     snap.cursor = {str(s): int(t) for s, t in rows(rec.CURSOR, _pair)}

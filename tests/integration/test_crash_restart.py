@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import MINUTE, SMA_WASM, T0, write_bars
+from helpers import MINUTE, SMA_WASM, T0, venue_account, venue_fill_counts, write_bars
 
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 BARS = 240
@@ -93,13 +93,7 @@ def journal_rows(state: Path) -> dict[str, list[tuple[object, ...]]]:
                 "SELECT time, level, message, fields FROM logs ORDER BY seq"
             ).fetchall(),
             "risk": db.execute("SELECT value FROM session WHERE key='risk'").fetchall(),
-            "venue_account": db.execute(
-                "SELECT key, round(value, 6) FROM venue_account WHERE key != 'fill_seq' "
-                "ORDER BY key"
-            ).fetchall(),
-            "venue_positions": db.execute(
-                "SELECT body FROM venue_positions ORDER BY symbol"
-            ).fetchall(),
+            "venue": [venue_account(db)],
         }
     finally:
         db.close()
@@ -146,10 +140,8 @@ def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path
     ids = [row[0] for row in db.execute("SELECT client_order_id FROM orders")]
     assert len(ids) == len(set(ids))
     # The venue saw each order once: one record per client id, fills matching the journal's.
-    venue_fills = db.execute(
-        "SELECT client_order_id, count(*) FROM venue_fills GROUP BY 1"
-    ).fetchall()
-    assert all(count == 1 for _, count in venue_fills)
+    venue_fills = venue_fill_counts(crashed / "journal.db")
+    assert all(count == 1 for count in venue_fills.values())
     assert len(venue_fills) == len(expected["fills"])
     epochs = {cid.split("-")[1] for cid in ids}
     assert len(epochs) > 5  # the orders really were placed across many restarts

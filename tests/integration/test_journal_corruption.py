@@ -31,7 +31,7 @@ MINUTE = 60_000
 TABLES = (
     "session", "orders", "fills", "cursor", "cache", "marks", "logs", "equity", "prices",
     # the paper venue's (its resting orders are all gone by the end: no row to damage)
-    "venue_account", "venue_positions", "venue_known", "venue_fills", "venue_bars",
+    "venue_state", "venue_orders",
 )  # fmt: skip
 
 
@@ -125,10 +125,15 @@ def patterns(values: tuple[object, ...]) -> Iterator[bytes]:
             yield struct.pack(">q", value)[2:]  # a 6-byte integer (bar times)
 
 
+def order(table: str) -> str:
+    """The paper venue's state is a WITHOUT ROWID table: read in key order."""
+    return "1" if table == "venue_state" else "rowid"
+
+
 def rows(path: Path, table: str) -> list[tuple[object, ...]]:
     with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)) as db:
         db.text_factory = bytes  # a flipped bit may leave text that is not UTF-8
-        return db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+        return db.execute(f"SELECT * FROM {table} ORDER BY {order(table)}").fetchall()
 
 
 def flip_inside(journal: Path, table: str) -> None:
@@ -141,7 +146,7 @@ def flip_inside(journal: Path, table: str) -> None:
         # The last rows first (the session table's first names the session, which is
         # checked without any checksum); in a row, the values before the key, which
         # sits in an index too.
-        found = db.execute(f"SELECT * FROM {table} ORDER BY rowid DESC").fetchall()
+        found = db.execute(f"SELECT * FROM {table} ORDER BY {order(table)} DESC").fetchall()
     candidates = [tuple(reversed(r)) for r in found]
     for values in candidates:
         for pattern in patterns(values):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import venue_fill_counts
 from test_cli import run
 from test_crash_restart import journal_rows, session, start
 
@@ -195,10 +196,8 @@ def test_kill_nine_frees_the_directory_and_the_next_runner_resumes(tmp_path: Pat
     ids = [cid for (cid,) in query(state / "journal.db", "SELECT client_order_id FROM orders")]
     assert len(ids) == len(set(ids))
     assert {cid.split("-")[1] for cid in ids} == {"1", "2"}
-    venue_fills = query(
-        state / "journal.db", "SELECT client_order_id, count(*) FROM venue_fills GROUP BY 1"
-    )
-    assert all(count == 1 for _, count in venue_fills), "the venue filled an order twice"
+    venue_fills = venue_fill_counts(state / "journal.db")
+    assert all(count == 1 for count in venue_fills.values()), "the venue filled an order twice"
     assert len(venue_fills) == len(expected["fills"])
 
 
@@ -218,8 +217,8 @@ def test_a_stale_runner_sends_nothing_once_a_newer_epoch_took_the_journal(
         successor = Journal.open(state / "journal.db", session="crash-test")
         assert successor.epoch == 2
         journal_then = query(state / "journal.db", "SELECT * FROM orders ORDER BY seq")
-        venue_then = query(state / "journal.db", "SELECT * FROM venue_known ORDER BY 1")
-        fills_then = query(state / "journal.db", "SELECT * FROM venue_fills ORDER BY 1")
+        venue_then = query(state / "journal.db", "SELECT * FROM venue_orders ORDER BY 1")
+        resting_then = query(state / "journal.db", "SELECT * FROM venue_resting ORDER BY 1")
         _, err = stale.communicate(timeout=60)  # it stops by itself, at its next step
     finally:
         if stale.poll() is None:
@@ -231,8 +230,8 @@ def test_a_stale_runner_sends_nothing_once_a_newer_epoch_took_the_journal(
     assert "epoch 2" in lines[0] and "epoch 1" in lines[0], lines[0]
     # Nothing reached the venue or the journal after the takeover.
     assert query(state / "journal.db", "SELECT * FROM orders ORDER BY seq") == journal_then
-    assert query(state / "journal.db", "SELECT * FROM venue_known ORDER BY 1") == venue_then
-    assert query(state / "journal.db", "SELECT * FROM venue_fills ORDER BY 1") == fills_then
+    assert query(state / "journal.db", "SELECT * FROM venue_orders ORDER BY 1") == venue_then
+    assert query(state / "journal.db", "SELECT * FROM venue_resting ORDER BY 1") == resting_then
     journaled = {cid for (cid, *_) in journal_then}
     assert {cid for (cid, *_) in venue_then} <= journaled  # the successor knows every order
     successor.close()
