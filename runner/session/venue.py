@@ -205,8 +205,9 @@ class VenueRows:
             ])  # fmt: skip
         if self.orders:
             db.executemany(_UPSERT_ORDERS, [
-                seal(rec.VENUE_ORDERS, (seq, cid, *row, _fills_text(fills)))
-                for cid, (seq, *row, fills) in self.orders.items()
+                seal(rec.VENUE_ORDERS, (seq, cid, status, reason, message, time,
+                                        _fills_text(fills)))
+                for cid, (seq, status, reason, message, time, fills) in self.orders.items()
             ])  # fmt: skip
         if self.resting:
             gone = [(cid,) for cid, r in self.resting.items() if r is None]
