@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs the observability test tools from Debian's package mirrors, only those that
+# Installs test tools from Debian's package mirrors, only those that
 # are missing (issue 16):
 #
 #   prometheus   the real server the metrics tests start on 127.0.0.1 with their own
 #                configuration and storage; it brings promtool, which unit-tests the
 #                chart's alert rules
 #   chromium     headless, to screenshot `kubetrade report --html` pages
+#   strace       lists the runner's fsyncs, so a test can count when the journal waits
+#                for the disk (tests/integration/test_journal_sync.py)
 #
 #   scripts/install-test-tools.sh      install what is missing; silent when nothing is
 #
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 status="$(dpkg-query -W -f='${db:Status-Status}' prometheus 2>/dev/null || true)"
-"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" install-test-tools.sh prometheus chromium
+"$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" install-test-tools.sh prometheus chromium strace
 # A prometheus that was there before is somebody's: left as it is.
 [[ "$status" == installed ]] && exit 0
 

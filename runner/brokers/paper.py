@@ -137,7 +137,7 @@ class PaperBroker(Broker):
         if last is not None and bar.time <= last.time:
             return []  # seen already: a restart showing the venue its last bar again
         self._unsaved_bars.add(bar.symbol)  # written with the venue's next durable step
-        if not self._rests(bar.symbol):
+        if not self.resting or not self._rests(bar.symbol):
             return self._on_bar(bar)  # nothing can fill: only the last price moves
         with self._durably():
             return self._on_bar(bar)

@@ -35,6 +35,7 @@ from kubetrade.runner.domain import (
     bracket_children,
 )
 from kubetrade.runner.hostapi.window import Window
+from kubetrade.runner.session import records as rec
 from kubetrade.runner.session.book import Book
 from kubetrade.runner.session.commit import GroupCommit
 from kubetrade.runner.session.faults import crash_point
@@ -277,10 +278,17 @@ class Session:
 
     def commit_after_send(self) -> None:
         """After orders or cancels went to the paper venue: the intents, the venue's
-        acceptance and its fills become durable in one transaction, before the bar's
-        events leave the engine (a crash before loses the bar whole, at the venue too)."""
-        if self._journal.hosts_venue:
-            self.commit()
+        acceptance and its fills are committed in one transaction, before the bar's
+        events leave the engine (a crash before loses the bar whole, at the venue too).
+
+        Written, not synced: a kill -9 from here on loses none of it (it is in the
+        file, which the kernel keeps), and the group's next commit, due within the
+        group's bounds as if this one had not been, syncs it to the disk with the bars
+        since. Only a power failure before that takes the bar back, at the journal and
+        the venue alike, and the bar is processed again. A venue of its own gets no
+        such leeway: its intents are synced before they leave (commit_before_send)."""
+        if self._journal.hosts_venue and self._journal.commit_records(sync=False):
+            crash_point("bar-journaled")
 
     def fence(self) -> None:
         """Raise Fenced unless this runner's epoch is still the journal's newest."""
@@ -449,4 +457,4 @@ class Session:
         self._journal.record_meta("risk", self._risk_text)
 
     def _risk_text(self) -> str:
-        return json.dumps(self.risk.state(), sort_keys=True)
+        return rec.sorted_json(self.risk.state())

@@ -7,7 +7,10 @@ of one key coalesce (an order's latest state, a symbol's cursor), so a group of
 bars costs a few rows, not a few rows per bar.
 
 Durability: WAL mode with `synchronous=FULL`, so a committed transaction
-survives kill -9 and power loss alike.
+survives kill -9 and power loss alike. One kind of commit is written without
+waiting for the disk (`commit_records(sync=False)`): an order bar's on the paper
+venue, whose state is in this file too (Session.commit_after_send). It survives
+kill -9 at once and a power failure from the group's next commit on.
 
 Without a state directory the journal lives in memory: the session records
 into it through the same calls, and its commits drop what they would write
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -173,6 +177,7 @@ class Journal(JournalReader):
         self.venue_rows = VenueRows()  # the paper venue's steps since (session/venue.py)
         self._venue: VenueState | None = snapshot.venue  # until the venue takes it
         self.pending = False
+        self._unsynced = False  # a commit was written without a sync (commit_records)
         self.commits = FastHistogram(LATENCY_BUCKETS)  # seconds per transaction written
         # A journal in memory has nothing to make durable and nobody reads it back: its
         # commits count and coalesce what was recorded as a file's do, then drop it.
@@ -364,12 +369,18 @@ class Journal(JournalReader):
 
     # -- committing -------------------------------------------------------------------
 
-    def commit_records(self) -> bool:
+    def commit_records(self, *, sync: bool = True) -> bool:
         """Make everything recorded durable in one transaction; False if there was
         nothing to write. The epoch is checked inside the transaction, whose write lock
         keeps it ours to the end: orders journaled here leave only after it commits,
-        so a stale runner sends none."""
+        so a stale runner sends none.
+
+        `sync=False` writes the transaction without waiting for the disk: it survives
+        the runner's death (the kernel holds it) but not a power failure until the next
+        synced commit, which syncs it too (one fsync covers the whole WAL)."""
         if not self.pending:
+            if sync and self._unsynced and self._durable:
+                self._sync_wal()
             return False
         if not self._durable:
             self._clear()  # "committed": there is no disk to make it durable on
@@ -381,10 +392,14 @@ class Journal(JournalReader):
         db = self._db
         started = time.perf_counter()
         try:
+            if not sync:
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL: this commit is not synced
             db.execute("BEGIN IMMEDIATE")
             self.check_epoch()
             self._write(db)
             db.execute("COMMIT")
+            if not sync:
+                db.execute("PRAGMA synchronous=FULL")
         except BaseException as exc:
             self.failed = True
             if db.in_transaction:  # SQLite may have rolled back already (a full disk)
@@ -396,8 +411,26 @@ class Journal(JournalReader):
                 raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
             raise
         self.commits.observe(time.perf_counter() - started)
+        self._unsynced = not sync
         self._clear()
         return True
+
+    def _sync_wal(self) -> None:
+        """Sync commits written without a sync, when no commit follows to do it."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except FileNotFoundError:
+            self._unsynced = False  # checkpointed into the main file, which is synced
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self.failed = True
+            raise storage_error(exc, self.path) or JournalError(str(exc)) from exc
+        finally:
+            os.close(fd)
+        self._unsynced = False
 
     def _write(self, db: sqlite3.Connection) -> None:
         seqs = self._order_seqs
@@ -433,7 +466,7 @@ class Journal(JournalReader):
             self.venue_rows.write(db)
         meta = {k: v() if callable(v) else v for k, v in self._new_meta.items()}
         if self._orders or self._fills or self._marks or self._logs:
-            meta["tally"] = json.dumps(self._counts, sort_keys=True)
+            meta["tally"] = rec.sorted_json(self._counts)
         if meta:
             db.executemany(_UPSERT["session"], [
                 rec.seal(rec.SESSION, (str(k), str(v))) for k, v in meta.items()

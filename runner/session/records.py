@@ -28,6 +28,11 @@ from kubetrade.runner.domain import Bracket, Fill, Mark, Order, OrderStatus, Ord
 
 Value = str | int | float
 
+# JSON with sorted keys, as json.dumps(..., sort_keys=True) writes it, without building
+# an encoder on every call as json.dumps does for any non-default option (rows are made
+# on every commit).
+sorted_json = json.JSONEncoder(sort_keys=True).encode
+
 
 class RecordError(Exception):
     """A row that is not what was written: its message says what is wrong."""
@@ -298,7 +303,7 @@ _MARK_FIELDS = ("color", "shape", "title", "message", "category", "signal_type",
 
 def mark_values(mark: Mark, *, seq: int) -> tuple[Value, ...]:
     body = {name: str(getattr(mark, name)) for name in _MARK_FIELDS}
-    return (seq, str(mark.symbol), int(mark.time), json.dumps(body, sort_keys=True))
+    return (seq, str(mark.symbol), int(mark.time), sorted_json(body))
 
 
 def mark_from(v: Sequence[Value]) -> Mark:
@@ -308,4 +313,4 @@ def mark_from(v: Sequence[Value]) -> Mark:
 
 def log_values(seq: int, time: int, level: str, message: str, fields: dict[str, str]) -> tuple[
         Value, ...]:  # fmt: skip
-    return (seq, int(time), str(level), str(message), json.dumps(fields, sort_keys=True))
+    return (seq, int(time), str(level), str(message), sorted_json(fields))

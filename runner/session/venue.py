@@ -238,7 +238,7 @@ def _fills_text(fills: Sequence[Fill]) -> str:
 
 
 def _account_text(values: dict[str, float]) -> str:
-    return json.dumps(values, sort_keys=True)
+    return rec.sorted_json(values)
 
 
 def state_rows(state: VenueState) -> VenueRows:
