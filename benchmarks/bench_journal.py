@@ -49,12 +49,15 @@ import asyncio, json, sys, time
 from pathlib import Path
 import kubetrade.runner
 from kubetrade.runner import events as ev
-try:
-    from kubetrade.runner.app.assemble import RunOptions, build_engine
+# Chosen by what the tree holds: this checkout's editable install would otherwise supply
+# runner/app/ to a tree from before it, mixing the two runners.
+if (Path(kubetrade.runner.__file__).parent / "app").is_dir():
+    from kubetrade.runner.app import assemble
     from kubetrade.runner.app.session_file import load_session
-except ModuleNotFoundError:  # a runner from before runner/app/ (issue 17, item 6)
-    from kubetrade.runner.assemble import RunOptions, build_engine
+else:  # a runner from before runner/app/ (issue 17, item 6)
+    from kubetrade.runner import assemble
     from kubetrade.runner.session_file import load_session
+RunOptions, build_engine = assemble.RunOptions, assemble.build_engine
 
 async def main():
     state = Path(sys.argv[2]) if sys.argv[2] else None
@@ -67,7 +70,7 @@ async def main():
 
 elapsed, summary = asyncio.run(main())
 print(json.dumps({"seconds": elapsed, "bars": summary.bars, "orders": summary.orders,
-                  "runner": kubetrade.runner.__file__}))
+                  "runner": kubetrade.runner.__file__, "assemble": assemble.__file__}))
 """
 
 
@@ -112,8 +115,9 @@ def _run_baseline(tree: Path, session: Path, state_dir: Path | None) -> dict[str
     if proc.returncode != 0:
         raise SystemExit(f"the baseline run failed:\n{proc.stderr[-3000:]}")
     result: dict[str, object] = json.loads(proc.stdout)
-    if not str(result["runner"]).startswith(str(tree)):
-        raise SystemExit(f"the baseline imported {result['runner']}, not the tree in {tree}")
+    for module in ("runner", "assemble"):
+        if not str(result[module]).startswith(str(tree)):
+            raise SystemExit(f"the baseline imported {result[module]}, not the tree in {tree}")
     return result
 
 
