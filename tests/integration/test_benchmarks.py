@@ -22,8 +22,16 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 CASES: dict[str, tuple[list[str], list[str]]] = {
     "bench_engine": (["--bars", "2000", "--runs", "1"], ["bars_per_s", "per_bar_us.p50"]),
     "bench_journal": (
-        ["--bars", "2000", "--runs", "1"],
-        ["journaled_bars_per_s", "no_state_dir_bars_per_s", "journaled_vs_no_state"],
+        # The baseline: the runner before the session core, from this repository's history,
+        # run as it was (the benchmark refuses a mix with this checkout's modules).
+        ["--bars", "2000", "--runs", "1", "--baseline", "ee2f5dd", "--baseline-bars", "200"],
+        [
+            "journaled_bars_per_s",
+            "no_state_dir_bars_per_s",
+            "journaled_vs_no_state",
+            "baseline.journaled_bars_per_s",
+            "speedup_vs_baseline",
+        ],
     ),
     "bench_latency": (
         ["--bars", "2000", "--runs", "1"],
