@@ -29,6 +29,10 @@ from kubetrade.operator.workqueue import WorkQueue
 from kubetrade.runner.spec import GROUP, VERSION
 
 IDLE_WORKER_SECONDS: Final = 0.5
+# Objects per page of a watch's first listing (a start, a takeover, a relist after a gap):
+# unpaged, the listing of a thousand runner pods is ~10 MB of JSON parsed into ~50 MB of
+# dicts at once, all alive until the last of them is handled; a page of 100 is a tenth.
+LIST_PAGE: Final = 100
 
 # The operator's children, as the API server selects them for a watch.
 CHILDREN: dict[str, Callable[[Cache], Callable[[str | None, Obj], Key | None]]] = {
@@ -61,6 +65,7 @@ def operator_settings() -> kopf.OperatorSettings:
     # kept 5 s, a thousand sessions applied or rolled at once held some four thousand
     # idle workers (sessions, pods, ConfigMaps, claims) and their frames in memory.
     settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
+    settings.watching.chunk_size = LIST_PAGE
     # Our events are posted by the reconciler, with reasons a person can act on.
     settings.posting.enabled = False
     # No CRD or namespace watching: the served resources and namespaces are fixed at start.

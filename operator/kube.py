@@ -68,6 +68,7 @@ class Kube:
         self.fence = fence or Fence()  # open: a standalone operator always writes
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._runners: aiohttp.ClientSession | None = None  # runners' /status, plain HTTP
         self._server = ""
         self._events = EventSink(self._post_event)
 
@@ -81,14 +82,24 @@ class Kube:
             headers={"User-Agent": self._user_agent, "Accept": "application/json"},
             timeout=aiohttp.ClientTimeout(total=REQUEST_SECONDS),
         )
+        # A runner is read every few minutes, or every bar while a new spec is on
+        # probation: a connection kept alive for the next read is rarely there still, and
+        # at a thousand runners some five hundred idle sockets (over a thousand during a
+        # fleet-wide rollout) were kept open with their transports and buffers. Each read
+        # gets a connection of its own, closed with the answer.
+        self._runners = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True),
+            headers={"User-Agent": self._user_agent, "Accept": "application/json"},
+        )
         self._events.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.flush_events()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._runners):
+            if session is not None:
+                await session.close()
+        self._session = self._runners = None
 
     async def request(
         self,
@@ -232,11 +243,11 @@ class Kube:
 
     async def runner_status(self, pod_ip: str, port: int) -> Obj | None:
         """The runner's /status JSON, or None if it does not answer in time."""
-        if self._session is None:
+        if self._runners is None:
             raise RuntimeError("Kube used outside `async with`")
         url = f"http://{pod_ip}:{port}/status"
         with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=3)) as response:
+            async with self._runners.get(url, timeout=aiohttp.ClientTimeout(total=3)) as response:
                 if response.status == 200:
                     payload: Obj = await response.json()
                     return payload

@@ -80,7 +80,7 @@ class Reconciler:
         """Move one session one step; seconds until it should be looked at again without
         an event, or None once nothing of it is left to look at."""
         key = (namespace, name)
-        cached = self.cache.sessions.get(key)
+        cached = self.cache.session(key)
         # The watches' first listing is as fresh as a read: the resync counts from there.
         fresh_at = self._fresh_at.setdefault(key, time.monotonic())
         due = key in self._doubted or time.monotonic() - fresh_at >= self.resync_seconds

@@ -40,7 +40,7 @@ def test_children_are_kept_by_their_session_without_managed_fields() -> None:
     assert cache.pod_event("DELETED", pod) == key
     assert cache.children(key)[0] == []
     cache.session_event("DELETED", session())
-    assert key not in cache.sessions
+    assert cache.session(key) is None
 
 
 def test_a_pod_whose_session_label_is_edited_away_leaves_and_its_session_is_told() -> None:
@@ -67,7 +67,8 @@ def test_the_echo_of_the_operators_own_write_asks_for_no_pass() -> None:
         seen = copy.deepcopy(body)
         seen["metadata"]["resourceVersion"] = version
         assert (cache.session_event("MODIFIED", seen) == key) is news, version
-        assert cache.sessions[key]["metadata"]["resourceVersion"] == version  # kept all the same
+        kept = cache.session(key)  # kept all the same
+        assert kept is not None and kept["metadata"]["resourceVersion"] == version
     # Someone else's write between two of ours is news; ours after it still is not.
     cache.wrote("pods", {"metadata": {"name": "sma-runner", "namespace": "trading",
                                       "resourceVersion": "200"}})  # fmt: skip
@@ -77,3 +78,23 @@ def test_the_echo_of_the_operators_own_write_asks_for_no_pass() -> None:
     pod["metadata"]["resourceVersion"] = "200"
     assert cache.pod_event("MODIFIED", pod) is None
     assert cache.pod_event("DELETED", pod) == key  # a deletion is always news
+
+
+def test_kubectls_last_applied_copy_is_not_kept_and_each_reader_gets_its_own_objects() -> None:
+    cache = Cache()
+    body = session()
+    body["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"spec": {}}',
+        "team": "research",
+    }
+    key = cache.session_event("ADDED", body)
+    assert key is not None
+    kept = cache.session(key)
+    assert kept is not None and kept["metadata"]["annotations"] == {"team": "research"}
+    assert kept["spec"] == body["spec"]
+    kept["spec"]["suspend"] = True  # a pass's own copy: the cache is not changed by it
+    again = cache.session(key)
+    assert again is not None and again["spec"] == body["spec"]
+    cache.pod_event("ADDED", runner_pod())
+    first, second = cache.children(key)[0], cache.children(key)[0]
+    assert first == second and first[0] is not second[0]
