@@ -19,9 +19,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from helpers import MINUTE, SMA_WASM, T0, venue_account, venue_fill_counts, write_bars
+
+if TYPE_CHECKING:
+    from servers.binance_trading import BinanceTradingServer
 
 KUBETRADE = Path(sys.executable).parent / "kubetrade"
 BARS = 240
@@ -97,6 +102,24 @@ def journal_rows(state: Path) -> dict[str, list[tuple[object, ...]]]:
         }
     finally:
         db.close()
+
+
+def binance_test_venue(key: str, secret: str) -> BinanceTradingServer:
+    """The local Binance server with the market the crash-test session trades."""
+    from servers.binance_trading import BinanceTradingServer, Market
+
+    return BinanceTradingServer(
+        api_key=key,
+        api_secret=secret,
+        markets=[
+            Market("ACMEUSDT", "ACME", "USDT", Decimal("100")),
+            # Fees are paid in BNB (priced through BNBUSDT), so sells find the whole
+            # position: a fee taken from the coin bought is not modelled by the book yet.
+            Market("BNBUSDT", "BNB", "USDT", Decimal("500"), step=Decimal("0.001")),
+        ],
+        balances={"USDT": "100000", "BNB": "5"},
+        commission_asset="BNB",
+    )
 
 
 def test_kill_nine_anywhere_loses_nothing_and_sends_nothing_twice(tmp_path: Path) -> None:
@@ -177,26 +200,11 @@ def kill_repeatedly(
 
 
 def test_a_real_venue_sees_each_order_exactly_once_across_kills(tmp_path: Path) -> None:
-    from decimal import Decimal
-
-    from servers.binance_trading import BinanceTradingServer, Market
-
     key, secret = "ktCrashKey" + "Q1w2E3r4T5" * 6, "ktCrashSecret" + "P0o9I8u7Y6" * 6
     env = {"KUBETRADE_BINANCE_PAPER_API_KEY": key, "KUBETRADE_BINANCE_PAPER_API_SECRET": secret}
 
     def venue() -> BinanceTradingServer:
-        return BinanceTradingServer(
-            api_key=key,
-            api_secret=secret,
-            markets=[
-                Market("ACMEUSDT", "ACME", "USDT", Decimal("100")),
-                # Fees are paid in BNB (priced through BNBUSDT), so sells find the whole
-                # position: a fee taken from the coin bought is not modelled by the book yet.
-                Market("BNBUSDT", "BNB", "USDT", Decimal("500"), step=Decimal("0.001")),
-            ],
-            balances={"USDT": "100000", "BNB": "5"},
-            commission_asset="BNB",
-        )
+        return binance_test_venue(key, secret)
 
     def run_against(server: BinanceTradingServer, state: Path, kill: bool) -> int:
         trading = f'    provider: binance-paper\n    config: {{restUrl: "{server.url}"}}'

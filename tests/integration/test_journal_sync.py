@@ -16,11 +16,10 @@ import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_crash_restart import KUBETRADE, session
+from test_crash_restart import KUBETRADE, binance_test_venue, session
 
 
 @pytest.fixture(autouse=True)
@@ -79,20 +78,9 @@ def test_paper_order_bars_are_synced_with_their_group_and_nothing_is_left_unsync
 
 
 def test_a_venue_of_its_own_gets_each_intent_synced_before_it_leaves(tmp_path: Path) -> None:
-    from servers.binance_trading import BinanceTradingServer, Market
-
     key, secret = "ktSyncKey" + "Q1w2E3r4T5" * 6, "ktSyncSecret" + "P0o9I8u7Y6" * 6
     env = {"KUBETRADE_BINANCE_PAPER_API_KEY": key, "KUBETRADE_BINANCE_PAPER_API_SECRET": secret}
-    with BinanceTradingServer(
-        api_key=key,
-        api_secret=secret,
-        markets=[
-            Market("ACMEUSDT", "ACME", "USDT", Decimal("100")),
-            Market("BNBUSDT", "BNB", "USDT", Decimal("500"), step=Decimal("0.001")),
-        ],
-        balances={"USDT": "100000", "BNB": "5"},
-        commission_asset="BNB",
-    ) as venue:
+    with binance_test_venue(key, secret) as venue:
         trading = f'    provider: binance-paper\n    config: {{restUrl: "{venue.url}"}}'
         session_file = session(tmp_path, trading=trading, name="sync-venue", symbol="ACMEUSDT")
         state = tmp_path / "state"
