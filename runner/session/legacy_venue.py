@@ -76,9 +76,10 @@ def _read(db: sqlite3.Connection) -> VenueState:
 
 
 def set_aside(path: Path) -> None:
-    """Rename an imported venue's files (`X`, `X-wal`, `X-shm` to `X.imported`, ...), so
-    the next start does not read them again; they are kept, not deleted."""
+    """Rename an imported venue's files (`X`, `X-wal`, `X-shm` to `X.imported`, ...), to
+    show they are read no more; they are kept, not deleted. A rename that fails changes
+    nothing that matters: the journal is at schema 6 now and never reads the file again."""
     for suffix in ("", "-wal", "-shm"):
         source = path.with_name(path.name + suffix)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             source.rename(path.with_name(path.name + IMPORTED_SUFFIX + suffix))
