@@ -90,9 +90,7 @@ def order_from(text: str) -> Order:
 
 
 def fill_from(text: str) -> Fill:
-    values = dict(json.loads(text))
-    values["side"] = Side(values["side"])
-    return Fill(**values)
+    return _fill_of(json.loads(text))
 
 
 def position_from(text: str) -> Position:
